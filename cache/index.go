@@ -1,0 +1,110 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Index maps cache keys to results. Each record is one small JSON file named by the key,
+// written to a temporary name and renamed into place, so concurrent builder processes
+// can share it without locks and a killed process never leaves a half-written record.
+// A record is only written after the snapshots and blobs it names are durable.
+type Index struct {
+	dir string
+	// present reports whether a layer's blob and snapshot still exist; a record whose
+	// layers are gone (pruned, or never finished) is treated as a miss.
+	present func(Layer) bool
+}
+
+// Record is what the index stores for a key.
+type Record struct {
+	Ref      Ref       `json:"ref"`
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"lastUsed"`
+}
+
+// OpenIndex opens (creating if needed) the index in dir. present may be nil.
+func OpenIndex(dir string, present func(Layer) bool) (*Index, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("opening cache index: %w", err)
+	}
+	return &Index{dir: dir, present: present}, nil
+}
+
+func (x *Index) path(key digest.Digest) string {
+	return filepath.Join(x.dir, key.Algorithm().String()+"-"+key.Encoded()+".json")
+}
+
+// Get returns the result recorded for key. ok is false on a miss.
+func (x *Index) Get(_ context.Context, key digest.Digest) (ref Ref, ok bool, err error) {
+	if err := key.Validate(); err != nil {
+		return Ref{}, false, fmt.Errorf("cache key %q: %w", key, err)
+	}
+	dt, err := os.ReadFile(x.path(key))
+	if errors.Is(err, os.ErrNotExist) {
+		return Ref{}, false, nil
+	}
+	if err != nil {
+		return Ref{}, false, fmt.Errorf("reading cache record %s: %w", key, err)
+	}
+	var rec Record
+	if err := json.Unmarshal(dt, &rec); err != nil {
+		// A corrupt record is a miss; the next Put replaces it.
+		return Ref{}, false, nil
+	}
+	if x.present != nil {
+		for _, l := range rec.Ref.Layers {
+			if !x.present(l) {
+				return Ref{}, false, nil
+			}
+		}
+	}
+	now := time.Now()
+	// Last-used times feed prune; an mtime touch is cheaper than rewriting the record.
+	_ = os.Chtimes(x.path(key), now, now)
+	return rec.Ref, true, nil
+}
+
+// Put records ref as the result of key, replacing any earlier record.
+func (x *Index) Put(_ context.Context, key digest.Digest, ref Ref) error {
+	if err := key.Validate(); err != nil {
+		return fmt.Errorf("cache key %q: %w", key, err)
+	}
+	now := time.Now().UTC()
+	dt, err := json.Marshal(Record{Ref: ref, Created: now, LastUsed: now})
+	if err != nil {
+		return fmt.Errorf("encoding cache record: %w", err)
+	}
+	return writeFileAtomic(x.path(key), dt)
+}
+
+// writeFileAtomic writes dt to a temporary file beside name, syncs it and renames it over name.
+func writeFileAtomic(name string, dt []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(dt); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("syncing %s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := os.Rename(f.Name(), name); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return nil
+}
