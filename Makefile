@@ -1,0 +1,35 @@
+# builder: `make demo` builds and shows an image; `make test` runs every test.
+GO ?= go
+BIN := bin/builder
+
+.PHONY: all build demo test test-short vet fmt-check bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/builder
+
+demo:
+	scripts/demo.sh
+
+# The whole suite: unit tests with the race detector, then the end-to-end tests, which
+# need root and start their own registry.
+test: fmt-check vet
+	$(GO) test -race -count=1 ./llb/... ./solver/... ./cache/... ./worker/... ./exporter/... ./frontend/... ./internal/...
+	$(GO) test -count=1 -timeout 20m ./e2e/...
+	$(GO) test -count=1 -run '^$$' -fuzz=FuzzDefinitionDecode -fuzztime=5s ./llb
+
+test-short:
+	$(GO) test -short ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./solver/... ./worker/... ./cache/...
+
+clean:
+	rm -rf bin .demo

@@ -1,0 +1,326 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/builderdev/builder/cache"
+	"github.com/builderdev/builder/exporter"
+	"github.com/builderdev/builder/exporter/dockertar"
+	"github.com/builderdev/builder/exporter/ocilayout"
+	"github.com/builderdev/builder/frontend/dockerfile"
+	"github.com/builderdev/builder/internal/progress"
+	"github.com/builderdev/builder/internal/registry"
+	"github.com/builderdev/builder/llb"
+	"github.com/builderdev/builder/solver"
+	"github.com/builderdev/builder/solver/ops"
+)
+
+// buildOptions are the flags of `builder build`.
+type buildOptions struct {
+	tags       []string
+	file       string
+	buildArgs  []string
+	target     string
+	noCache    bool
+	progress   string
+	outputs    []string
+	printLLB   bool
+	network    string
+	insecure   []string
+	pull       bool
+	contextDir string
+}
+
+func newBuildCmd(g *globalOptions) *cobra.Command {
+	o := &buildOptions{}
+	cmd := &cobra.Command{
+		Use:   "build [OPTIONS] CONTEXT",
+		Short: "Build an image from a Dockerfile",
+		Example: `  builder build -t helloworld .
+  builder build -f build/Dockerfile --target test --build-arg GO_VERSION=1.26 .
+  builder build --output type=docker,dest=app.tar -t app:1 .
+  builder build --output type=oci,dest=layout,tar=false .
+  builder build --output type=image,name=127.0.0.1:5000/app:1,push=true .`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.contextDir = args[0]
+			return runBuild(cmd.Context(), g, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&o.tags, "tag", "t", nil, "name (and optionally tag) of the image in the local store, name:tag")
+	f.StringVarP(&o.file, "file", "f", "", "Dockerfile path (default CONTEXT/Dockerfile)")
+	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "build-time variable KEY=VALUE (KEY alone takes the value from the environment)")
+	f.StringVar(&o.target, "target", "", "build this stage instead of the last one")
+	f.BoolVar(&o.noCache, "no-cache", false, "run every step, ignoring the build cache")
+	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, tty or quiet")
+	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=docker,dest=PATH | type=oci,dest=PATH[,tar=false] | type=image,name=REF[,push=true]")
+	f.BoolVar(&o.printLLB, "print-llb", false, "print the LLB graph as JSON and stop (nothing is run)")
+	f.StringVar(&o.network, "network", "default", "network mode for RUN: default (host) or none")
+	f.StringArrayVar(&o.insecure, "insecure-registry", nil, "registry host reached over plain http (localhost and 127.0.0.1 always are)")
+	f.BoolVar(&o.pull, "pull", false, "always look up the base images' tags in their registry")
+	return cmd
+}
+
+func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdout, stderr io.Writer) (err error) {
+	mode, err := progress.ParseMode(o.progress)
+	if err != nil {
+		return err
+	}
+	outputs := make([]Output, 0, len(o.outputs))
+	for _, spec := range o.outputs {
+		out, err := parseOutput(spec)
+		if err != nil {
+			return err
+		}
+		outputs = append(outputs, out)
+	}
+	for _, t := range o.tags {
+		if _, err := registry.Normalize(t); err != nil {
+			return fmt.Errorf("tag %q: %w", t, err)
+		}
+	}
+	args, err := parseBuildArgs(o.buildArgs)
+	if err != nil {
+		return err
+	}
+	network := o.network
+	switch network {
+	case "default", llb.NetworkHost:
+		network = llb.NetworkHost
+	case llb.NetworkNone:
+	default:
+		return fmt.Errorf("--network %q: want default, host or none", o.network)
+	}
+	ctxDir, err := filepath.Abs(o.contextDir)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("build context %s is not a directory", o.contextDir)
+	}
+	dfPath := o.file
+	if dfPath == "" {
+		dfPath = filepath.Join(o.contextDir, "Dockerfile")
+	}
+	src, err := os.ReadFile(dfPath)
+	if err != nil {
+		return fmt.Errorf("reading Dockerfile: %w", err)
+	}
+
+	st, err := openStore(ctx, g.root)
+	if err != nil {
+		return err
+	}
+	regOpts := []registry.Option{registry.WithInsecureRegistries(o.insecure...)}
+	if o.pull {
+		regOpts = append(regOpts, registry.WithAlwaysPull())
+	}
+	reg, err := st.registry(regOpts...)
+	if err != nil {
+		return err
+	}
+
+	fe, err := dockerfile.Convert(ctx, src, dockerfile.Options{
+		Filename:    dfPath,
+		BuildArgs:   args,
+		Target:      o.target,
+		NoCache:     o.noCache,
+		Resolver:    registryResolver{reg},
+		ContextName: "context",
+		Platform:    ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Network:     network,
+	})
+	if err != nil {
+		return withSource(err, src)
+	}
+	out := fe.State.Vertex()
+	if o.printLLB {
+		if out == nil {
+			fmt.Fprintln(stdout, `{"version":1,"vertices":[],"output":""}`)
+			return nil
+		}
+		def, err := llb.Marshal(out)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(def)
+	}
+
+	p := progress.New(stderr, mode)
+	defer p.Close()
+	slv, err := solver.New(ops.Resolver(ops.Deps{
+		Content:   st.content,
+		Snapshots: st.snapshots,
+		Executor:  st.exec,
+		Images:    reg,
+		Locals:    map[string]string{"context": ctxDir},
+	}), st.index, solver.WithProgress(p))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var final cache.Ref
+	results := map[digest.Digest]solver.Result{}
+	if out != nil {
+		results, err = slv.Solve(ctx, out)
+		if err != nil {
+			return withSource(err, src)
+		}
+		final = results[out.Digest()].Ref
+	}
+	cfg, err := imageConfig(fe, out, results)
+	if err != nil {
+		return err
+	}
+	img, err := exporter.Image(ctx, st.content, final.Layers, cfg)
+	if err != nil {
+		return fmt.Errorf("assembling image: %w", err)
+	}
+	id, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	if err := export(ctx, st, reg, img, o.tags, outputs, p); err != nil {
+		return err
+	}
+	p.Printf("built %s in %.2fs", id, time.Since(start).Seconds())
+	if len(o.tags) == 0 && len(outputs) == 0 {
+		p.Printf("no -t and no --output given: the result is only in the build cache")
+	}
+	return nil
+}
+
+func export(ctx context.Context, st *store, reg *registry.Client, img v1.Image, tags []string, outputs []Output, p *progress.Printer) error {
+	for _, t := range tags {
+		if _, err := st.images.Put(ctx, t, img); err != nil {
+			return fmt.Errorf("storing image %s: %w", t, err)
+		}
+		p.Printf("naming to %s", t)
+	}
+	for _, out := range outputs {
+		names := out.Names
+		if len(names) == 0 {
+			names = tags
+		}
+		switch out.Type {
+		case "docker":
+			if err := dockertar.Write(ctx, img, names, out.Dest); err != nil {
+				return fmt.Errorf("exporting docker tarball %s: %w", out.Dest, err)
+			}
+			p.Printf("exported docker tarball to %s", out.Dest)
+		case "oci":
+			if err := ocilayout.Write(ctx, img, names, out.Dest, out.Tar); err != nil {
+				return fmt.Errorf("exporting OCI layout %s: %w", out.Dest, err)
+			}
+			p.Printf("exported OCI layout to %s", out.Dest)
+		case "image":
+			for _, n := range names {
+				if _, err := st.images.Put(ctx, n, img); err != nil {
+					return fmt.Errorf("storing image %s: %w", n, err)
+				}
+				if out.Push {
+					if err := reg.Push(ctx, n, img); err != nil {
+						return err
+					}
+					p.Printf("pushed %s", n)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// imageConfig completes the frontend's config: history entries of steps that changed
+// nothing are marked empty (they have no layer), and creation times are set.
+func imageConfig(fe *dockerfile.Result, out *llb.Vertex, results map[digest.Digest]solver.Result) ([]byte, error) {
+	img := fe.DockerImage()
+	now := time.Now().UTC()
+	img.Created = &now
+	added := addedLayers(out, results)
+	for i := range img.History {
+		if i < len(fe.History) && fe.History[i] != "" {
+			img.History[i].EmptyLayer = !added[fe.History[i]]
+		}
+		if img.History[i].Created == nil {
+			img.History[i].Created = &now
+		}
+	}
+	dt, err := json.Marshal(img)
+	if err != nil {
+		return nil, fmt.Errorf("encoding image config: %w", err)
+	}
+	return dt, nil
+}
+
+// addedLayers tells, per vertex, whether its result has more layers than the filesystem
+// it started from.
+func addedLayers(out *llb.Vertex, results map[digest.Digest]solver.Result) map[digest.Digest]bool {
+	added := map[digest.Digest]bool{}
+	if out == nil {
+		return added
+	}
+	_ = llb.Walk(out, func(v *llb.Vertex) error {
+		base := llb.NoInput
+		switch op := v.Op().(type) {
+		case *llb.ExecOp:
+			base = op.Root
+		case *llb.FileOp:
+			base = op.Base
+		default:
+			return nil
+		}
+		before := 0
+		if base != llb.NoInput {
+			before = len(results[v.Inputs()[base].Digest()].Ref.Layers)
+		}
+		added[v.Digest()] = len(results[v.Digest()].Ref.Layers) > before
+		return nil
+	})
+	return added
+}
+
+func parseBuildArgs(in []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, a := range in {
+		k, v, ok := strings.Cut(a, "=")
+		if k == "" {
+			return nil, fmt.Errorf("--build-arg %q: missing name", a)
+		}
+		if !ok {
+			env, set := os.LookupEnv(k)
+			if !set {
+				continue
+			}
+			v = env
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// registryResolver adapts the registry client to the frontend's ImageResolver.
+type registryResolver struct{ c *registry.Client }
+
+func (r registryResolver) ResolveImageConfig(ctx context.Context, ref string) (string, []byte, error) {
+	res, err := r.c.Resolve(ctx, ref)
+	if err != nil {
+		return "", nil, err
+	}
+	return res.Ref, res.Config, nil
+}

@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/builderdev/builder/cache"
+	"github.com/builderdev/builder/cache/content"
+	"github.com/builderdev/builder/cache/snapshot"
+	"github.com/builderdev/builder/exporter/imagestore"
+	"github.com/builderdev/builder/internal/registry"
+	"github.com/builderdev/builder/worker/runc"
+)
+
+// store is everything under --root.
+type store struct {
+	root      string
+	content   *content.Store
+	snapshots *snapshot.Snapshotter
+	index     *cache.Index
+	images    *imagestore.Store
+	exec      *runc.Executor
+}
+
+func openStore(ctx context.Context, root string) (*store, error) {
+	if root == "" {
+		return nil, fmt.Errorf("empty --root")
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("creating store %s: %w", root, err)
+	}
+	s := &store{root: root}
+	if s.content, err = content.Open(filepath.Join(root, "content")); err != nil {
+		return nil, err
+	}
+	if s.snapshots, err = snapshot.New(filepath.Join(root, "snapshots")); err != nil {
+		return nil, err
+	}
+	present := func(l cache.Layer) bool {
+		return s.content.Has(l.Digest) && s.snapshots.Exists(cache.SnapshotID(l.DiffID))
+	}
+	if s.index, err = cache.OpenIndex(filepath.Join(root, "cache"), present); err != nil {
+		return nil, err
+	}
+	if s.images, err = imagestore.Open(filepath.Join(root, "images"), s.content); err != nil {
+		return nil, err
+	}
+	if s.exec, err = runc.NewExecutor(filepath.Join(root, "run")); err != nil {
+		return nil, err
+	}
+	// Leftovers of killed builds: never reused, removed here. Builds still running on the
+	// same root keep theirs (every cleaner checks the owning pid). Sandboxes go first:
+	// a surviving sandbox process would keep using its snapshot's mounts.
+	if err := s.exec.CleanStale(ctx); err != nil {
+		return nil, fmt.Errorf("cleaning stale sandboxes: %w", err)
+	}
+	if err := s.snapshots.CleanStale(ctx); err != nil {
+		return nil, fmt.Errorf("cleaning stale snapshots: %w", err)
+	}
+	if err := s.content.CleanIngests(); err != nil {
+		return nil, fmt.Errorf("cleaning stale ingests: %w", err)
+	}
+	return s, nil
+}
+
+func (s *store) registry(opts ...registry.Option) (*registry.Client, error) {
+	return registry.New(s.content, filepath.Join(s.root, "resolved"), opts...)
+}

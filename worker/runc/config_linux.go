@@ -1,0 +1,170 @@
+//go:build linux
+
+package runc
+
+import (
+	"fmt"
+	"path"
+
+	"github.com/opencontainers/cgroups"
+	devices "github.com/opencontainers/cgroups/devices/config"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"golang.org/x/sys/unix"
+)
+
+// Network modes, the values of llb.NetworkHost and llb.NetworkNone (worker may not
+// import llb).
+const (
+	networkHost = "host"
+	networkNone = "none"
+)
+
+const defaultHostname = "builder"
+
+// defaultCaps is Docker's default capability set.
+var defaultCaps = []string{
+	"CAP_CHOWN",
+	"CAP_DAC_OVERRIDE",
+	"CAP_FSETID",
+	"CAP_FOWNER",
+	"CAP_MKNOD",
+	"CAP_NET_RAW",
+	"CAP_SETGID",
+	"CAP_SETUID",
+	"CAP_SETFCAP",
+	"CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT",
+	"CAP_KILL",
+	"CAP_AUDIT_WRITE",
+}
+
+// Docker's masked and read-only paths: kernel interfaces a build step has no
+// business reading or writing.
+var (
+	maskedPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+		"/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	readonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+func charDevice(path string, major, minor int64) *devices.Device {
+	return &devices.Device{
+		Path:     path,
+		FileMode: 0o666,
+		Rule:     devices.Rule{Type: devices.CharDevice, Major: major, Minor: minor, Permissions: "rwm", Allow: true},
+	}
+}
+
+// standardDevices are created in the sandbox's /dev.
+var standardDevices = []*devices.Device{
+	charDevice("/dev/null", 1, 3),
+	charDevice("/dev/zero", 1, 5),
+	charDevice("/dev/full", 1, 7),
+	charDevice("/dev/random", 1, 8),
+	charDevice("/dev/urandom", 1, 9),
+	charDevice("/dev/tty", 5, 0),
+}
+
+// deviceRules is the device cgroup: deny everything, then allow what Docker allows
+// by default: mknod of any node (CAP_MKNOD is granted, and package managers create
+// device nodes in images), the standard devices and ptys.
+func deviceRules() []*devices.Rule {
+	rules := []*devices.Rule{
+		{Type: devices.WildcardDevice, Major: devices.Wildcard, Minor: devices.Wildcard, Permissions: "rwm", Allow: false},
+		{Type: devices.CharDevice, Major: devices.Wildcard, Minor: devices.Wildcard, Permissions: "m", Allow: true},
+		{Type: devices.BlockDevice, Major: devices.Wildcard, Minor: devices.Wildcard, Permissions: "m", Allow: true},
+		{Type: devices.CharDevice, Major: 136, Minor: devices.Wildcard, Permissions: "rwm", Allow: true}, // /dev/pts/*
+		{Type: devices.CharDevice, Major: 5, Minor: 2, Permissions: "rwm", Allow: true},                  // /dev/ptmx
+	}
+	for _, d := range standardDevices {
+		rules = append(rules, &d.Rule)
+	}
+	return rules
+}
+
+// sandboxConfig is everything newConfig needs besides the spec.
+type sandboxConfig struct {
+	id           string
+	rootfs       string
+	hostname     string
+	network      string
+	cgroupParent string
+	hostnameFile string // host file bind-mounted onto /etc/hostname
+	resolvConf   string // host files bind-mounted onto /etc/resolv.conf and /etc/hosts
+	hosts        string
+}
+
+// newConfig returns the libcontainer config of one sandbox.
+//
+// Seccomp is not set: libcontainer needs the "seccomp" build tag (and libseccomp) for
+// a filter, and fails at run time without it. Adding Docker's default profile is a
+// hardening step still to do.
+func newConfig(sc sandboxConfig) (*configs.Config, error) {
+	const noExecSuidDev = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
+	roBind := unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+
+	namespaces := configs.Namespaces{
+		{Type: configs.NEWNS},
+		{Type: configs.NEWPID},
+		{Type: configs.NEWUTS},
+		{Type: configs.NEWIPC},
+	}
+	var networks []*configs.Network
+	switch sc.network {
+	case "", networkHost:
+	case networkNone:
+		namespaces = append(namespaces, configs.Namespace{Type: configs.NEWNET})
+		// Without this entry lo stays down in the new namespace.
+		networks = []*configs.Network{{Type: "loopback", Address: "127.0.0.1/0", Gateway: "localhost"}}
+	default:
+		return nil, fmt.Errorf("unknown network mode %q", sc.network)
+	}
+
+	var rlimit unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rlimit); err != nil {
+		return nil, fmt.Errorf("reading RLIMIT_NOFILE: %w", err)
+	}
+	// Raising a hard limit needs CAP_SYS_RESOURCE, which root may lack (it does on
+	// the VMs we run on), so never ask for more than we have.
+	hard := min(uint64(1<<20), rlimit.Max)
+	soft := min(uint64(1024), hard)
+
+	return &configs.Config{
+		Rootfs:          sc.rootfs,
+		Hostname:        sc.hostname,
+		NoNewPrivileges: true,
+		Namespaces:      namespaces,
+		Networks:        networks,
+		Capabilities: &configs.Capabilities{
+			Bounding:  defaultCaps,
+			Effective: defaultCaps,
+			Permitted: defaultCaps,
+		},
+		Mounts: []*configs.Mount{
+			{Source: "proc", Destination: "/proc", Device: "proc", Flags: noExecSuidDev},
+			{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
+			{Source: "devpts", Destination: "/dev/pts", Device: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+			{Source: "shm", Destination: "/dev/shm", Device: "tmpfs", Flags: noExecSuidDev, Data: "mode=1777,size=65536k"},
+			{Source: "mqueue", Destination: "/dev/mqueue", Device: "mqueue", Flags: noExecSuidDev},
+			{Source: "sysfs", Destination: "/sys", Device: "sysfs", Flags: noExecSuidDev | unix.MS_RDONLY},
+			{Source: sc.resolvConf, Destination: "/etc/resolv.conf", Device: "bind", Flags: roBind},
+			{Source: sc.hosts, Destination: "/etc/hosts", Device: "bind", Flags: roBind},
+			{Source: sc.hostnameFile, Destination: "/etc/hostname", Device: "bind", Flags: roBind},
+		},
+		Devices:       standardDevices,
+		MaskPaths:     maskedPaths,
+		ReadonlyPaths: readonlyPaths,
+		Cgroups: &cgroups.Cgroup{
+			// An absolute path keeps the cgroupfs manager from nesting it below this
+			// process's own cgroup.
+			Path:      path.Join(sc.cgroupParent, sc.id),
+			Resources: &cgroups.Resources{Devices: deviceRules()},
+		},
+		Rlimits: []configs.Rlimit{{Type: unix.RLIMIT_NOFILE, Hard: hard, Soft: soft}},
+	}, nil
+}

@@ -1,0 +1,22 @@
+// Package runc runs build steps in sandboxes made with libcontainer, in process.
+//
+// A sandbox gets its own mount, pid, uts and ipc namespaces (and a network namespace
+// with only lo for network "none"), Docker's default capability set, no new
+// privileges, and a cgroup below /builder. It is started over an already-mounted root
+// filesystem, normally an overlay prepared with snapshot.WithInitLayer so that the
+// sandbox's mount points (/dev, /proc, /sys, /etc/resolv.conf, ...) exist below the
+// step's upper dir and nothing of the sandbox leaks into a layer. All sandbox mounts
+// live in the sandbox's mount namespace and vanish with it.
+//
+// libcontainer starts a sandbox by re-executing the current binary with the argument
+// "init". Every binary that runs sandboxes — cmd/builder and every test binary of a
+// package that calls Executor.Run — must call Init first thing in main (or TestMain)
+// when os.Args[1] == "init":
+//
+//	func main() {
+//		if len(os.Args) > 1 && os.Args[1] == "init" {
+//			runc.Init() // does not return
+//		}
+//		...
+//	}
+package runc
