@@ -25,7 +25,9 @@ type Index struct {
 
 // Record is what the index stores for a key.
 type Record struct {
-	Ref      Ref       `json:"ref"`
+	Ref Ref `json:"ref"`
+	// Created is when the result was first made. Images take their timestamps from it,
+	// so a fully cached rebuild yields the same image.
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"lastUsed"`
 }
@@ -42,43 +44,48 @@ func (x *Index) path(key digest.Digest) string {
 	return filepath.Join(x.dir, key.Algorithm().String()+"-"+key.Encoded()+".json")
 }
 
-// Get returns the result recorded for key. ok is false on a miss.
-func (x *Index) Get(_ context.Context, key digest.Digest) (ref Ref, ok bool, err error) {
+// Get returns the record for key. ok is false on a miss.
+func (x *Index) Get(_ context.Context, key digest.Digest) (rec Record, ok bool, err error) {
 	if err := key.Validate(); err != nil {
-		return Ref{}, false, fmt.Errorf("cache key %q: %w", key, err)
+		return Record{}, false, fmt.Errorf("cache key %q: %w", key, err)
 	}
 	dt, err := os.ReadFile(x.path(key))
 	if errors.Is(err, os.ErrNotExist) {
-		return Ref{}, false, nil
+		return Record{}, false, nil
 	}
 	if err != nil {
-		return Ref{}, false, fmt.Errorf("reading cache record %s: %w", key, err)
+		return Record{}, false, fmt.Errorf("reading cache record %s: %w", key, err)
 	}
-	var rec Record
 	if err := json.Unmarshal(dt, &rec); err != nil {
 		// A corrupt record is a miss; the next Put replaces it.
-		return Ref{}, false, nil
+		return Record{}, false, nil
 	}
 	if x.present != nil {
 		for _, l := range rec.Ref.Layers {
 			if !x.present(l) {
-				return Ref{}, false, nil
+				return Record{}, false, nil
 			}
 		}
 	}
 	now := time.Now()
 	// Last-used times feed prune; an mtime touch is cheaper than rewriting the record.
 	_ = os.Chtimes(x.path(key), now, now)
-	return rec.Ref, true, nil
+	rec.LastUsed = now
+	return rec, true, nil
 }
 
-// Put records ref as the result of key, replacing any earlier record.
-func (x *Index) Put(_ context.Context, key digest.Digest, ref Ref) error {
+// Put records rec as the result of key, replacing any earlier record. A zero
+// rec.Created is set to now.
+func (x *Index) Put(_ context.Context, key digest.Digest, rec Record) error {
 	if err := key.Validate(); err != nil {
 		return fmt.Errorf("cache key %q: %w", key, err)
 	}
 	now := time.Now().UTC()
-	dt, err := json.Marshal(Record{Ref: ref, Created: now, LastUsed: now})
+	if rec.Created.IsZero() {
+		rec.Created = now
+	}
+	rec.LastUsed = now
+	dt, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encoding cache record: %w", err)
 	}

@@ -21,7 +21,10 @@ export BUILDER_ROOT="$demo/root"
 REG=${DEMO_REGISTRY:-127.0.0.1:5000}
 reg_pid=""
 cleanup() {
-	[ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+	if [ -n "$reg_pid" ]; then
+		kill "$reg_pid" 2>/dev/null || true
+		wait "$reg_pid" 2>/dev/null || true
+	fi
 	rm -rf "$demo/bundle"
 }
 trap cleanup EXIT

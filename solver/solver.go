@@ -24,6 +24,9 @@ type Result struct {
 	Ref cache.Ref
 	// Cached is true when the result came from the index without running the op.
 	Cached bool
+	// Created is when the result was first made (on a cache hit, by the earlier build);
+	// zero for local sources.
+	Created time.Time
 }
 
 // Op is the implementation of one vertex.
@@ -40,8 +43,8 @@ type ResolveFunc func(v *llb.Vertex) (Op, error)
 
 // Index is the persistent map from cache key to result.
 type Index interface {
-	Get(ctx context.Context, key digest.Digest) (cache.Ref, bool, error)
-	Put(ctx context.Context, key digest.Digest, ref cache.Ref) error
+	Get(ctx context.Context, key digest.Digest) (cache.Record, bool, error)
+	Put(ctx context.Context, key digest.Digest, rec cache.Record) error
 }
 
 // Progress receives the life of each vertex. Implementations must be safe for concurrent use.
@@ -171,12 +174,12 @@ func (j *job) run(ctx context.Context, v *llb.Vertex, op Op, inputs []Result) (R
 	}
 	key := cacheKey(v, inputs, extra)
 	if !v.Meta().IgnoreCache {
-		ref, ok, err := j.s.index.Get(ctx, key)
+		rec, ok, err := j.s.index.Get(ctx, key)
 		if err != nil {
 			return Result{}, &VertexError{Vertex: v, Err: err}
 		}
 		if ok {
-			return Result{Key: key, Ref: ref, Cached: true}, nil
+			return Result{Key: key, Ref: rec.Ref, Cached: true, Created: rec.Created}, nil
 		}
 	}
 	if err := j.sem.Acquire(ctx, 1); err != nil {
@@ -189,12 +192,14 @@ func (j *job) run(ctx context.Context, v *llb.Vertex, op Op, inputs []Result) (R
 	if err != nil {
 		return Result{}, &VertexError{Vertex: v, Err: err, Logs: logs.tail(), Duration: time.Since(start)}
 	}
-	if ref.LocalDir == "" {
-		if err := j.s.index.Put(ctx, key, ref); err != nil {
-			return Result{}, &VertexError{Vertex: v, Err: err}
-		}
+	if ref.LocalDir != "" {
+		return Result{Key: key, Ref: ref}, nil
 	}
-	return Result{Key: key, Ref: ref}, nil
+	rec := cache.Record{Ref: ref, Created: time.Now().UTC()}
+	if err := j.s.index.Put(ctx, key, rec); err != nil {
+		return Result{}, &VertexError{Vertex: v, Err: err}
+	}
+	return Result{Key: key, Ref: ref, Created: rec.Created}, nil
 }
 
 // cacheKeyVersion versions the key derivation itself.

@@ -20,19 +20,19 @@ import (
 // memIndex is an in-memory Index.
 type memIndex struct {
 	mu sync.Mutex
-	m  map[digest.Digest]cache.Ref
+	m  map[digest.Digest]cache.Record
 }
 
-func newMemIndex() *memIndex { return &memIndex{m: map[digest.Digest]cache.Ref{}} }
+func newMemIndex() *memIndex { return &memIndex{m: map[digest.Digest]cache.Record{}} }
 
-func (x *memIndex) Get(_ context.Context, k digest.Digest) (cache.Ref, bool, error) {
+func (x *memIndex) Get(_ context.Context, k digest.Digest) (cache.Record, bool, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	r, ok := x.m[k]
 	return r, ok, nil
 }
 
-func (x *memIndex) Put(_ context.Context, k digest.Digest, r cache.Ref) error {
+func (x *memIndex) Put(_ context.Context, k digest.Digest, r cache.Record) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.m[k] = r
@@ -207,6 +207,9 @@ func TestSecondSolveHitsCache(t *testing.T) {
 		}
 		if r.Key != first[d].Key {
 			t.Errorf("vertex %s key changed between solves", d)
+		}
+		if !r.Created.Equal(first[d].Created) || r.Created.IsZero() {
+			t.Errorf("vertex %s created %v on the cached solve, %v when it ran", d, r.Created, first[d].Created)
 		}
 	}
 }

@@ -199,6 +199,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdout, st
 	if err := export(ctx, st, reg, img, o.tags, outputs, p); err != nil {
 		return err
 	}
+	p.Close()
 	p.Printf("built %s in %.2fs", id, time.Since(start).Seconds())
 	if len(o.tags) == 0 && len(outputs) == 0 {
 		p.Printf("no -t and no --output given: the result is only in the build cache")
@@ -247,18 +248,35 @@ func export(ctx context.Context, st *store, reg *registry.Client, img v1.Image, 
 }
 
 // imageConfig completes the frontend's config: history entries of steps that changed
-// nothing are marked empty (they have no layer), and creation times are set.
+// nothing are marked empty (they have no layer), and timestamps are set. A step's time
+// is when its result was first made, so a fully cached rebuild yields the same config
+// and thus the same image.
 func imageConfig(fe *dockerfile.Result, out *llb.Vertex, results map[digest.Digest]solver.Result) ([]byte, error) {
 	img := fe.DockerImage()
-	now := time.Now().UTC()
-	img.Created = &now
 	added := addedLayers(out, results)
+	var created time.Time
+	for _, d := range fe.History {
+		if c := results[d].Created; d != "" && c.After(created) {
+			created = c
+		}
+	}
+	if created.IsZero() {
+		created = time.Now().UTC()
+	}
+	img.Created = &created
 	for i := range img.History {
-		if i < len(fe.History) && fe.History[i] != "" {
-			img.History[i].EmptyLayer = !added[fe.History[i]]
+		var d digest.Digest
+		if i < len(fe.History) {
+			d = fe.History[i]
+		}
+		if d != "" {
+			img.History[i].EmptyLayer = !added[d]
+			if c := results[d].Created; !c.IsZero() {
+				img.History[i].Created = &c
+			}
 		}
 		if img.History[i].Created == nil {
-			img.History[i].Created = &now
+			img.History[i].Created = &created
 		}
 	}
 	dt, err := json.Marshal(img)

@@ -45,9 +45,10 @@ type Printer struct {
 	steps []*step
 	byV   map[*llb.Vertex]*step
 	start time.Time
-	lines int // lines drawn by the last tty frame
-	stop  chan struct{}
-	done  chan struct{}
+	lines  int // lines drawn by the last tty frame
+	stop   chan struct{}
+	done   chan struct{}
+	closed bool
 }
 
 type step struct {
@@ -163,19 +164,25 @@ func (p *Printer) Finished(v *llb.Vertex, cached bool, err error) {
 func (p *Printer) Printf(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.tty {
+	live := p.tty && !p.closed
+	if live {
 		p.clear()
 	}
 	fmt.Fprintf(p.w, format+"\n", args...)
-	if p.tty {
+	if live {
 		p.lines = 0
 		p.draw()
 	}
 }
 
-// Close draws the final frame and stops the live view.
+// Close draws the final frame and stops the live view; later Printf lines go below
+// it. Close may be called more than once.
 func (p *Printer) Close() {
-	if p.tty {
+	p.mu.Lock()
+	wasClosed := p.closed
+	p.closed = true
+	p.mu.Unlock()
+	if p.tty && !wasClosed {
 		close(p.stop)
 		<-p.done
 	}
@@ -191,6 +198,7 @@ func (p *Printer) loop() {
 			p.mu.Lock()
 			p.clear()
 			p.draw()
+			p.lines = 0
 			p.mu.Unlock()
 			return
 		case <-t.C:
