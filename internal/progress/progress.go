@@ -39,12 +39,12 @@ func ParseMode(s string) (Mode, error) {
 
 // Printer implements solver.Progress. Close it when the build ends.
 type Printer struct {
-	w     io.Writer
-	tty   bool
-	mu    sync.Mutex
-	steps []*step
-	byV   map[*llb.Vertex]*step
-	start time.Time
+	w      io.Writer
+	tty    bool
+	mu     sync.Mutex
+	steps  []*step
+	byV    map[*llb.Vertex]*step
+	start  time.Time
 	lines  int // lines drawn by the last tty frame
 	stop   chan struct{}
 	done   chan struct{}
