@@ -89,11 +89,13 @@ func (x *Index) Put(_ context.Context, key digest.Digest, rec Record) error {
 	if err != nil {
 		return fmt.Errorf("encoding cache record: %w", err)
 	}
-	return writeFileAtomic(x.path(key), dt)
+	return WriteFileAtomic(x.path(key), dt)
 }
 
-// writeFileAtomic writes dt to a temporary file beside name, syncs it and renames it over name.
-func writeFileAtomic(name string, dt []byte) error {
+// WriteFileAtomic writes dt to a temporary file beside name, syncs it and renames it
+// over name: readers, in this process or another, see the old content or the new, never
+// a part. Every small record of the store is written this way.
+func WriteFileAtomic(name string, dt []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)

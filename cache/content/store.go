@@ -163,7 +163,7 @@ func (s *Store) WriteBlob(ctx context.Context, r io.Reader, size int64, expected
 		return "", err
 	}
 	defer w.Close()
-	if _, err := io.Copy(w, &ctxReader{ctx: ctx, r: r}); err != nil {
+	if _, err := io.Copy(w, ContextReader(ctx, r)); err != nil {
 		return "", fmt.Errorf("writing blob: %w", err)
 	}
 	return w.Commit(ctx, size, expected)
@@ -201,6 +201,11 @@ func (s *Store) CleanIngests() error {
 	}
 	return nil
 }
+
+// ContextReader returns a reader of r that fails with ctx's error once ctx is done, so
+// long copies stop on cancellation. It hides r's WriterTo, so io.CopyBuffer uses the
+// buffer it is given.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return &ctxReader{ctx: ctx, r: r} }
 
 type ctxReader struct {
 	ctx context.Context

@@ -20,6 +20,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/cache/content"
 	"github.com/builderdev/builder/exporter"
 	"github.com/builderdev/builder/internal/registry"
@@ -244,29 +245,13 @@ func (s *Store) readRecord(p string) (Record, error) {
 	return rec, nil
 }
 
-// writeRecord replaces the record of rec.Name atomically: temp file, fsync, rename.
+// writeRecord replaces the record of rec.Name atomically.
 func (s *Store) writeRecord(rec Record) error {
 	dt, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(s.root, ".record-*")
-	if err != nil {
-		return fmt.Errorf("writing image record: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(dt); err != nil {
-		f.Close()
-		return fmt.Errorf("writing image record: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("syncing image record: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing image record: %w", err)
-	}
-	if err := os.Rename(f.Name(), s.recordPath(rec.Name)); err != nil {
+	if err := cache.WriteFileAtomic(s.recordPath(rec.Name), dt); err != nil {
 		return fmt.Errorf("writing image record: %w", err)
 	}
 	return nil

@@ -16,6 +16,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/builderdev/builder/cache"
 )
 
 // Resolved is one platform's image as found in a registry (or remembered from one).
@@ -307,19 +309,7 @@ func (c *Client) remember(p parsed, d digest.Digest) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(c.stateDir, ".tag-*")
-	if err != nil {
-		return fmt.Errorf("remembering resolution: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(dt); err != nil {
-		f.Close()
-		return fmt.Errorf("remembering resolution: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("remembering resolution: %w", err)
-	}
-	if err := os.Rename(f.Name(), c.tagFile(p)); err != nil {
+	if err := cache.WriteFileAtomic(c.tagFile(p), dt); err != nil {
 		return fmt.Errorf("remembering resolution: %w", err)
 	}
 	return nil

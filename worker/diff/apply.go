@@ -19,6 +19,8 @@ import (
 	"github.com/klauspost/pgzip"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/builderdev/builder/cache/content"
 )
 
 var (
@@ -344,7 +346,7 @@ func (x *extractor) writeFile(ctx context.Context, target string, r io.Reader) e
 	f := os.NewFile(uintptr(fd), target)
 	// The struct hides (*os.File).ReadFrom, which would copy through a fresh 32 KiB
 	// buffer per file instead of x.buf.
-	_, err = io.CopyBuffer(struct{ io.Writer }{f}, &ctxReader{ctx: ctx, r: r}, x.buf)
+	_, err = io.CopyBuffer(struct{ io.Writer }{f}, content.ContextReader(ctx, r), x.buf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -328,7 +328,7 @@ func (lw *layerWriter) copyFile(ctx context.Context, abs string, size int64) err
 		return fmt.Errorf("opening %s: %w", abs, err)
 	}
 	defer f.Close()
-	n, err := io.CopyBuffer(lw.tw, &ctxReader{ctx: ctx, r: f}, lw.buf)
+	n, err := io.CopyBuffer(lw.tw, content.ContextReader(ctx, f), lw.buf)
 	if err != nil {
 		return fmt.Errorf("archiving %s: %w", abs, err)
 	}
@@ -338,16 +338,3 @@ func (lw *layerWriter) copyFile(ctx context.Context, abs string, size int64) err
 	return nil
 }
 
-// ctxReader makes long copies cancellable. It also hides *os.File's WriterTo, so that
-// io.CopyBuffer uses the large buffer it is given.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
