@@ -337,4 +337,3 @@ func (lw *layerWriter) copyFile(ctx context.Context, abs string, size int64) err
 	}
 	return nil
 }
-
