@@ -75,6 +75,12 @@ func TestMultiStageExportsAndConsumers(t *testing.T) {
 		}
 	}
 
+	// skopeo copies the docker archive into an OCI layout: the whole tarball is readable.
+	copied := filepath.Join(t.TempDir(), "copied")
+	if dt, err := exec.Command("skopeo", "copy", "docker-archive:"+filepath.Join(out, "image.tar"), "oci:"+copied+":copy").CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy docker-archive: %v\n%s", err, dt)
+	}
+
 	// umoci unpacks the OCI layout; the result has the right content, modes, owners and deletions.
 	bundle := filepath.Join(t.TempDir(), "bundle")
 	if dt, err := exec.Command("umoci", "unpack", "--image", filepath.Join(out, "layout")+":1", bundle).CombinedOutput(); err != nil {
