@@ -128,7 +128,7 @@ func TestWriteRoundTrip(t *testing.T) {
 	if fi, err := os.Stat(dest); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("dest mode = %v, %v; want 0644", fi.Mode(), err)
 	}
-	assertNoTemp(t, filepath.Dir(dest), "img.tar")
+	exportertest.DirHolds(t, filepath.Dir(dest), "img.tar")
 }
 
 func TestWriteSkopeo(t *testing.T) {
@@ -240,7 +240,7 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 	if dt, err := os.ReadFile(old); err != nil || string(dt) != "previous" {
 		t.Errorf("old tarball = %q, %v; want it untouched", dt, err)
 	}
-	assertNoTemp(t, dir, "old.tar")
+	exportertest.DirHolds(t, dir, "old.tar")
 }
 
 func TestWriteCancelled(t *testing.T) {
@@ -252,21 +252,5 @@ func TestWriteCancelled(t *testing.T) {
 	if err := dockertar.Write(ctx, img, []string{"x"}, filepath.Join(dir, "x.tar")); err == nil {
 		t.Fatal("Write with a cancelled context succeeded")
 	}
-	assertNoTemp(t, dir)
-}
-
-// assertNoTemp fails if dir holds anything but want.
-func assertNoTemp(t *testing.T, dir string, want ...string) {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, e := range ents {
-		got = append(got, e.Name())
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("files in %s (-want +got):\n%s", dir, diff)
-	}
+	exportertest.DirHolds(t, dir)
 }

@@ -8,10 +8,12 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"os"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	digest "github.com/opencontainers/go-digest"
 
@@ -98,4 +100,21 @@ func Image(t testing.TB, cs *content.Store) (v1.Image, []cache.Layer) {
 		t.Fatal(err)
 	}
 	return img, layers
+}
+
+// DirHolds fails the test unless dir holds exactly the entries want (sorted): sinks
+// must leave no temporary or partial file behind.
+func DirHolds(t testing.TB, dir string, want ...string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("entries of %s (-want +got):\n%s", dir, diff)
+	}
 }

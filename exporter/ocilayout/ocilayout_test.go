@@ -140,7 +140,7 @@ func TestWriteDirAndTar(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkLayout(t, dest, img, wantRef, wantFull)
-		assertOnly(t, filepath.Dir(dest), "layout")
+		exportertest.DirHolds(t, filepath.Dir(dest), "layout")
 	})
 	t.Run("tar", func(t *testing.T) {
 		dest := filepath.Join(t.TempDir(), "layout.tar")
@@ -148,7 +148,7 @@ func TestWriteDirAndTar(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkLayout(t, untar(t, dest), img, wantRef, wantFull)
-		assertOnly(t, filepath.Dir(dest), "layout.tar")
+		exportertest.DirHolds(t, filepath.Dir(dest), "layout.tar")
 	})
 	t.Run("unnamed", func(t *testing.T) {
 		dest := filepath.Join(t.TempDir(), "layout")
@@ -239,7 +239,7 @@ func TestReplaceDir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dest, "blobs", d1.Algorithm, d1.Hex)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("old manifest blob still there: %v", err)
 	}
-	assertOnly(t, parent, "layout")
+	exportertest.DirHolds(t, parent, "layout")
 
 	// Over an empty directory: fine.
 	empty := filepath.Join(parent, "empty")
@@ -272,7 +272,7 @@ func TestReplaceDir(t *testing.T) {
 	if dt, err := os.ReadFile(filepath.Join(other, "precious")); err != nil || string(dt) != "keep" {
 		t.Errorf("refused directory changed: %q, %v", dt, err)
 	}
-	assertOnly(t, parent, "empty", "file", "layout", "other")
+	exportertest.DirHolds(t, parent, "empty", "file", "layout", "other")
 }
 
 func TestFailureLeavesNothing(t *testing.T) {
@@ -288,29 +288,13 @@ func TestFailureLeavesNothing(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "blob not found") || !strings.Contains(err.Error(), dest) {
 			t.Errorf("Write(tar=%v) = %v, want a missing-blob error naming %s", asTar, err, dest)
 		}
-		assertOnly(t, parent)
+		exportertest.DirHolds(t, parent)
 	}
 	parent := t.TempDir()
 	if err := ocilayout.Write(t.Context(), img, []string{"x@sha256:" + strings.Repeat("a", 64)}, filepath.Join(parent, "o"), false); err == nil {
 		t.Error("Write with a digest name succeeded")
 	}
-	assertOnly(t, parent)
-}
-
-// assertOnly fails if dir holds anything but want (sorted).
-func assertOnly(t *testing.T, dir string, want ...string) {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, e := range ents {
-		got = append(got, e.Name())
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("entries of %s (-want +got):\n%s", dir, diff)
-	}
+	exportertest.DirHolds(t, parent)
 }
 
 func exportertestImage2(t *testing.T, cs *content.Store) (v1.Image, error) {
