@@ -23,11 +23,20 @@ type Ref struct {
 	LocalDir string  `json:"localDir,omitempty"`
 }
 
-// SnapshotIDs returns the snapshot ids of the chain, base first.
+// SnapshotIDs returns the snapshot ids to stack for the chain, base first. A layer that
+// occurs more than once (COPY of the same file twice gives identical diffs) is listed
+// only at its topmost place: overlayfs refuses one lower dir twice, and dropping the
+// lower occurrence changes nothing, since the upper one sets every path the layer has.
 func (r Ref) SnapshotIDs() []string {
-	ids := make([]string, len(r.Layers))
+	top := make(map[digest.Digest]int, len(r.Layers))
 	for i, l := range r.Layers {
-		ids[i] = SnapshotID(l.DiffID)
+		top[l.DiffID] = i
+	}
+	ids := make([]string, 0, len(top))
+	for i, l := range r.Layers {
+		if top[l.DiffID] == i {
+			ids = append(ids, SnapshotID(l.DiffID))
+		}
 	}
 	return ids
 }

@@ -94,3 +94,16 @@ RUN echo started && touch /partial && sleep 3 && echo finished > /done
 		t.Errorf("active snapshot dirs left after the next build: %v", active)
 	}
 }
+
+// TestRepeatedLayer builds a chain in which one layer occurs twice (the same COPY
+// twice gives identical diffs); overlayfs would refuse that lower dir twice.
+func TestRepeatedLayer(t *testing.T) {
+	root := newRoot(t)
+	ctxDir := writeContext(t, map[string]string{"a": "same\n", "Dockerfile": `FROM {{BASE}}
+COPY a /x
+RUN echo changed > /x
+COPY a /x
+RUN test "$(cat /x)" = same
+`})
+	mustBuilder(t, root, "build", "--progress=plain", ctxDir)
+}
