@@ -2,7 +2,6 @@ package exporter_test
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,22 +12,14 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/builderdev/builder/cache"
-	"github.com/builderdev/builder/cache/content"
 	"github.com/builderdev/builder/exporter"
 	"github.com/builderdev/builder/exporter/exportertest"
+
+	"github.com/builderdev/builder/internal/testutil"
 )
 
-func openStore(t *testing.T) *content.Store {
-	t.Helper()
-	cs, err := content.Open(filepath.Join(t.TempDir(), "content"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
-
 func TestImage(t *testing.T) {
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img, layers := exportertest.Image(t, cs)
 	if err := validate.Image(img); err != nil {
 		t.Fatalf("validate.Image: %v", err)
@@ -73,7 +64,7 @@ func TestImage(t *testing.T) {
 }
 
 func TestImageMediaTypesAndEmpty(t *testing.T) {
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	l := exportertest.Layer(t, cs, map[string]string{"a": "b"})
 	l.MediaType = string(types.DockerLayer)
 	l.Size = 0 // looked up from the store
@@ -106,7 +97,7 @@ func TestImageMediaTypesAndEmpty(t *testing.T) {
 }
 
 func TestImageErrors(t *testing.T) {
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	good := exportertest.Layer(t, cs, map[string]string{"a": "b"})
 	tests := []struct {
 		name  string
@@ -129,7 +120,7 @@ func TestImageErrors(t *testing.T) {
 }
 
 func TestStoredRoundTrip(t *testing.T) {
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img, _ := exportertest.Image(t, cs)
 	// Stored must give back the very bytes, so an image from elsewhere (Docker media
 	// types, key order of its own) keeps its digest.

@@ -15,6 +15,8 @@ import (
 	"github.com/builderdev/builder/exporter"
 	"github.com/builderdev/builder/exporter/exportertest"
 	"github.com/builderdev/builder/internal/registry"
+
+	"github.com/builderdev/builder/internal/testutil"
 )
 
 // TestPushAndPull pushes a store-backed image to an in-process registry and pulls it
@@ -24,7 +26,7 @@ func TestPushAndPull(t *testing.T) {
 	defer srv.Close()
 	ref := strings.TrimPrefix(srv.URL, "http://") + "/built/app:v1"
 
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img, _ := exportertest.Image(t, cs)
 	want, _ := img.Digest()
 	c, err := registry.New(cs, filepath.Join(t.TempDir(), "state"))

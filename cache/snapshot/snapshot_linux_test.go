@@ -16,18 +16,13 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
-)
 
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for overlay mounts")
-	}
-}
+	"github.com/builderdev/builder/internal/testutil"
+)
 
 func newSnapshotter(t testing.TB) *Snapshotter {
 	t.Helper()
-	requireRoot(t)
+	testutil.RequiresRoot(t)
 	s, err := New(filepath.Join(t.TempDir(), "snapshots"))
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +171,7 @@ func TestOpaqueDir(t *testing.T) {
 }
 
 func TestChain(t *testing.T) {
-	requireRoot(t)
+	testutil.RequiresRoot(t)
 	tests := []struct {
 		name string
 		root string // below t.TempDir()

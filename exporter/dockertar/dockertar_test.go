@@ -17,19 +17,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
-	"github.com/builderdev/builder/cache/content"
 	"github.com/builderdev/builder/exporter/dockertar"
 	"github.com/builderdev/builder/exporter/exportertest"
-)
 
-func openStore(t *testing.T) *content.Store {
-	t.Helper()
-	cs, err := content.Open(filepath.Join(t.TempDir(), "content"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
+	"github.com/builderdev/builder/internal/testutil"
+)
 
 // tarFiles reads the tarball at p into name → content.
 func tarFiles(t *testing.T, p string) map[string][]byte {
@@ -58,7 +50,7 @@ func tarFiles(t *testing.T, p string) map[string][]byte {
 }
 
 func TestWriteRoundTrip(t *testing.T) {
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img, _ := exportertest.Image(t, cs)
 	dest := filepath.Join(t.TempDir(), "img.tar")
 	tags := []string{"helloworld", "127.0.0.1:5000/x/y:v1"}
@@ -135,7 +127,7 @@ func TestWriteSkopeo(t *testing.T) {
 	if _, err := exec.LookPath("skopeo"); err != nil {
 		t.Skip("skopeo not installed")
 	}
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img, _ := exportertest.Image(t, cs)
 	dest := filepath.Join(t.TempDir(), "img.tar")
 	if err := dockertar.Write(t.Context(), img, []string{"helloworld:v2"}, dest); err != nil {
@@ -180,7 +172,7 @@ func TestWriteSkopeo(t *testing.T) {
 }
 
 func TestWriteUntagged(t *testing.T) {
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img, _ := exportertest.Image(t, cs)
 	dest := filepath.Join(t.TempDir(), "img.tar")
 	if err := dockertar.Write(t.Context(), img, nil, dest); err != nil {
@@ -207,7 +199,7 @@ func TestWriteUntagged(t *testing.T) {
 }
 
 func TestWriteFailureLeavesNothing(t *testing.T) {
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img, layers := exportertest.Image(t, cs)
 	dir := t.TempDir()
 
@@ -244,7 +236,7 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 }
 
 func TestWriteCancelled(t *testing.T) {
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img, _ := exportertest.Image(t, cs)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(t.Context())

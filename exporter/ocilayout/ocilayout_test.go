@@ -21,23 +21,9 @@ import (
 	"github.com/builderdev/builder/exporter"
 	"github.com/builderdev/builder/exporter/exportertest"
 	"github.com/builderdev/builder/exporter/ocilayout"
+
+	"github.com/builderdev/builder/internal/testutil"
 )
-
-func openStore(t *testing.T) *content.Store {
-	t.Helper()
-	cs, err := content.Open(filepath.Join(t.TempDir(), "content"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-}
 
 func requireTool(t *testing.T, name string) {
 	t.Helper()
@@ -128,7 +114,7 @@ func untar(t *testing.T, src string) string {
 }
 
 func TestWriteDirAndTar(t *testing.T) {
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img, _ := exportertest.Image(t, cs)
 	names := []string{"helloworld:v1", "127.0.0.1:5000/app", "helloworld:v1"}
 	wantRef := []string{"v1", "latest"}
@@ -161,7 +147,7 @@ func TestWriteDirAndTar(t *testing.T) {
 
 func TestSkopeo(t *testing.T) {
 	requireTool(t, "skopeo")
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img, _ := exportertest.Image(t, cs)
 	want, _ := img.Digest()
 	dir := t.TempDir()
@@ -194,9 +180,9 @@ func TestSkopeo(t *testing.T) {
 }
 
 func TestUmociUnpack(t *testing.T) {
-	requireRoot(t)
+	testutil.RequiresRoot(t)
 	requireTool(t, "umoci")
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img, _ := exportertest.Image(t, cs)
 	dest := filepath.Join(t.TempDir(), "layout")
 	if err := ocilayout.Write(t.Context(), img, []string{"helloworld:v1"}, dest, false); err != nil {
@@ -218,7 +204,7 @@ func TestUmociUnpack(t *testing.T) {
 }
 
 func TestReplaceDir(t *testing.T) {
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img1, _ := exportertest.Image(t, cs)
 	img2, err := exportertestImage2(t, cs)
 	if err != nil {
@@ -276,7 +262,7 @@ func TestReplaceDir(t *testing.T) {
 }
 
 func TestFailureLeavesNothing(t *testing.T) {
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	img, layers := exportertest.Image(t, cs)
 	if err := os.Remove(cs.Path(layers[0].Digest)); err != nil {
 		t.Fatal(err)

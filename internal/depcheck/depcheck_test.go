@@ -28,10 +28,14 @@ var allowed = []struct {
 	{"cmd", []string{"internal/cli", "worker/runc"}, ""},
 	{"e2e", []string{""}, ""},
 	{"internal/depcheck", nil, ""},
+	{"internal/testutil", []string{"cache"}, "shared test helpers sit below everything"},
 }
 
+// testOnly may be imported by any package's tests.
+const testOnly = "internal/testutil"
+
 func TestImportDirection(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}} {{join .TestImports " "}}`, mod+"...").Output()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}} | {{join .TestImports " "}} {{join .XTestImports " "}}`, mod+"...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
@@ -50,11 +54,23 @@ func TestImportDirection(t *testing.T) {
 			t.Errorf("package %s has no import rule in depcheck_test.go", pkg)
 			continue
 		}
+		inTests := false
 		for _, imp := range f[1:] {
+			if imp == "|" {
+				inTests = true
+				continue
+			}
 			if !strings.HasPrefix(imp, mod) {
 				continue
 			}
 			dep := strings.TrimPrefix(imp, mod)
+			if inTests && dep == testOnly {
+				continue
+			}
+			if !inTests && dep == testOnly {
+				t.Errorf("%s imports %s outside its tests", pkg, dep)
+				continue
+			}
 			ok := false
 			for _, may := range allowed[rule].may {
 				if may == "" || dep == may || strings.HasPrefix(dep, may+"/") {

@@ -13,6 +13,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/builderdev/builder/internal/testutil"
 )
 
 // applyFixture is a temp dir holding the extraction root and a canary directory next to it
@@ -53,7 +55,7 @@ func (fx applyFixture) checkContained(t testing.TB, before map[string]fileInfo) 
 }
 
 func TestApplyMalicious(t *testing.T) {
-	requireRoot(t)
+	testutil.RequiresRoot(t)
 
 	tests := []struct {
 		name    string
@@ -230,7 +232,7 @@ func TestApplyMalicious(t *testing.T) {
 }
 
 func TestApplyFormats(t *testing.T) {
-	requireRoot(t)
+	testutil.RequiresRoot(t)
 	plain := makeTar(t,
 		tarFile{hdr: tar.Header{Name: "dir/", Typeflag: tar.TypeDir, Mode: 0o755}},
 		tarFile{hdr: tar.Header{Name: "dir/file", Mode: 0o640}, data: strings.Repeat("hello ", 1000)},
@@ -293,7 +295,7 @@ func TestApplyFormats(t *testing.T) {
 // produces: whiteouts over existing content, whiteouts next to their own layer's files,
 // reserved .wh..wh. names, implicit parents.
 func TestApplyWhiteouts(t *testing.T) {
-	requireRoot(t)
+	testutil.RequiresRoot(t)
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "pre/sub"), 0o755); err != nil {
 		t.Fatal(err)

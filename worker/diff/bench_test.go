@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/pgzip"
+
+	"github.com/builderdev/builder/internal/testutil"
 )
 
 // writeTextTree fills dir with about total bytes of text-like files: a few large ones and
@@ -66,7 +68,7 @@ func writeTextTree(b testing.TB, dir string, total int64) int64 {
 func BenchmarkWriteLayer(b *testing.B) {
 	dir := b.TempDir()
 	total := writeTextTree(b, dir, 100<<20)
-	cs := openStore(b)
+	cs := testutil.ContentStore(b)
 	for _, bc := range []struct {
 		name  string
 		level int
@@ -102,7 +104,7 @@ func BenchmarkWriteLayerSmall(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	cs := openStore(b)
+	cs := testutil.ContentStore(b)
 	for b.Loop() {
 		if _, _, err := WriteLayer(b.Context(), cs, dir); err != nil {
 			b.Fatal(err)
@@ -113,7 +115,7 @@ func BenchmarkWriteLayerSmall(b *testing.B) {
 // BenchmarkApply extracts a layer of 10,000 small files in 100 directories: the
 // per-entry cost (path resolution, metadata calls) rather than byte throughput.
 func BenchmarkApply(b *testing.B) {
-	requireRoot(b)
+	testutil.RequiresRoot(b)
 	var files []tarFile
 	for d := range 100 {
 		files = append(files, tarFile{hdr: tar.Header{Name: fmt.Sprintf("usr/share/d%03d/", d), Typeflag: tar.TypeDir, Mode: 0o755}})

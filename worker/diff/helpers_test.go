@@ -17,27 +17,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/builderdev/builder/cache"
-	"github.com/builderdev/builder/cache/content"
 	"github.com/klauspost/pgzip"
 	"golang.org/x/sys/unix"
+
+	"github.com/builderdev/builder/cache"
+	"github.com/builderdev/builder/cache/content"
 )
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("test requires root")
-	}
-}
-
-func openStore(t testing.TB) *content.Store {
-	t.Helper()
-	cs, err := content.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
 
 // tarEntry is the part of a tar header the tests compare.
 type tarEntry struct {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/builderdev/builder/internal/testutil"
 )
 
 // mountOverlay mounts lower (colon-separated, top first) with upper/work at merged the
@@ -50,7 +52,7 @@ func mkdirs(t *testing.T, base string, names ...string) []string {
 // TestWriteLayerOverlay diffs a real overlay upper dir after deletions and an rm -rf +
 // recreate, then stacks the extracted layer on the lower and checks the merged view.
 func TestWriteLayerOverlay(t *testing.T) {
-	requireRoot(t)
+	testutil.RequiresRoot(t)
 	ctx := t.Context()
 	dirs := mkdirs(t, t.TempDir(), "lower", "upper", "work", "merged")
 	lower, upper, work, merged := dirs[0], dirs[1], dirs[2], dirs[3]
@@ -82,7 +84,7 @@ func TestWriteLayerOverlay(t *testing.T) {
 	}
 	unmount()
 
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	layer, empty, err := WriteLayer(ctx, cs, upper)
 	if err != nil {
 		t.Fatal(err)

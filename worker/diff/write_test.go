@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/klauspost/pgzip"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builderdev/builder/internal/testutil"
 )
 
 // capNetBindService is a security.capability value (VFS_CAP_REVISION_2, effective,
@@ -52,11 +54,11 @@ func upperTree() []node {
 }
 
 func TestWriteLayerRoundTrip(t *testing.T) {
-	requireRoot(t)
+	testutil.RequiresRoot(t)
 	ctx := t.Context()
 	upper := t.TempDir()
 	buildTree(t, upper, upperTree(), time.Unix(1700000000, 0))
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 
 	layer, empty, err := WriteLayer(ctx, cs, upper)
 	if err != nil {
@@ -132,7 +134,7 @@ func TestWriteLayerRoundTrip(t *testing.T) {
 
 func TestWriteLayerEmpty(t *testing.T) {
 	ctx := t.Context()
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	storeDir := filepath.Dir(cs.Path("sha256:0000000000000000000000000000000000000000000000000000000000000000"))
 	layer, empty, err := WriteLayer(ctx, cs, t.TempDir())
 	if err != nil {
@@ -154,9 +156,9 @@ func TestWriteLayerEmpty(t *testing.T) {
 }
 
 func TestWriteLayerDeterministic(t *testing.T) {
-	requireRoot(t)
+	testutil.RequiresRoot(t)
 	ctx := t.Context()
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	epoch := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 
 	write := func(t *testing.T, dir string, opts ...Option) ocispec.Descriptor {
@@ -235,7 +237,7 @@ func TestWriteLayerOptions(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "f"), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := WriteLayer(t.Context(), openStore(t), dir, tc.opt); err == nil {
+			if _, _, err := WriteLayer(t.Context(), testutil.ContentStore(t), dir, tc.opt); err == nil {
 				t.Error("WriteLayer accepted an invalid option")
 			}
 		})
@@ -248,7 +250,7 @@ func TestWriteLayerCancel(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "f"), bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cs := openStore(t)
+	cs := testutil.ContentStore(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, _, err := WriteLayer(ctx, cs, dir); err == nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/builderdev/builder/internal/testutil"
 )
 
 func TestChecksum(t *testing.T) {
@@ -88,7 +90,7 @@ func TestChecksum(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			if tc.root {
-				requireRoot(t)
+				testutil.RequiresRoot(t)
 			}
 			a, b := t.TempDir(), t.TempDir()
 			build(t, a, base...)

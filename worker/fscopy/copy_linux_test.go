@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/builderdev/builder/internal/testutil"
 )
 
 // A passwd/group pair for --chown by name.
@@ -295,7 +297,7 @@ func TestCopy(t *testing.T) {
 			t.Parallel()
 			if tc.root || tc.wantErr == "" {
 				// Copies are owned 0:0 (or the --chown owner): that needs CAP_CHOWN.
-				requireRoot(t)
+				testutil.RequiresRoot(t)
 			}
 			base := t.TempDir()
 			src := filepath.Join(base, "a", "b", "ctx")
@@ -358,7 +360,7 @@ func TestCopyNeverWritesHost(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			requireRoot(t) // owner 0:0
+			testutil.RequiresRoot(t) // owner 0:0
 			src, dst := t.TempDir(), t.TempDir()
 			build(t, src, file("a", 0o644, "A"))
 			build(t, dst, tc.dst...)
@@ -383,7 +385,7 @@ func TestCopyNeverWritesHost(t *testing.T) {
 
 func TestCopyPreservesTimesAndHardlinks(t *testing.T) {
 	t.Parallel()
-	requireRoot(t) // owner 0:0
+	testutil.RequiresRoot(t) // owner 0:0
 	src, dst := t.TempDir(), t.TempDir()
 	build(t, src, dir("d", 0o755), file("d/f", 0o644, "F"), link("d/l", "f"), dir("d/sub", 0o755))
 	if err := os.Link(filepath.Join(src, "d/f"), filepath.Join(src, "d/sub/hard")); err != nil {
@@ -417,7 +419,7 @@ func TestCopyPreservesTimesAndHardlinks(t *testing.T) {
 
 func TestCopyXattrs(t *testing.T) {
 	t.Parallel()
-	requireRoot(t) // owner 0:0
+	testutil.RequiresRoot(t) // owner 0:0
 	src, dst := t.TempDir(), t.TempDir()
 	build(t, src, file("f", 0o644, "F"))
 	if err := syscall.Setxattr(filepath.Join(src, "f"), "user.test", []byte("v1"), 0); err != nil {

@@ -12,13 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-}
-
 // node describes one entry of a test tree. Paths are relative to the tree's root.
 type node struct {
 	path string

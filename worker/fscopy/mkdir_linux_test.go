@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/builderdev/builder/internal/testutil"
 )
 
 func TestMkdir(t *testing.T) {
@@ -69,7 +71,7 @@ func TestMkdir(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			if tc.root || tc.wantErr == "" {
-				requireRoot(t) // created directories are owned 0:0
+				testutil.RequiresRoot(t) // created directories are owned 0:0
 			}
 			dst := t.TempDir()
 			build(t, dst, tc.dst...)
@@ -92,7 +94,7 @@ func TestMkdir(t *testing.T) {
 
 func TestMkdirNeverWritesHost(t *testing.T) {
 	t.Parallel()
-	requireRoot(t) // owner 0:0
+	testutil.RequiresRoot(t) // owner 0:0
 	unique := "fscopy-mkdir-" + filepath.Base(t.TempDir())
 	dst := t.TempDir()
 	build(t, dst, link("t", "/tmp"))

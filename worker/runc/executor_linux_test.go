@@ -24,16 +24,11 @@ import (
 
 	"github.com/builderdev/builder/cache/snapshot"
 	"github.com/builderdev/builder/worker"
+
+	"github.com/builderdev/builder/internal/testutil"
 )
 
 const busybox = "/bin/busybox"
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for sandboxes")
-	}
-}
 
 // env is a snapshotter holding a busybox base layer, and an executor.
 type env struct {
@@ -44,7 +39,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	requireRoot(t)
+	testutil.RequiresRoot(t)
 	if _, err := os.Stat(busybox); err != nil {
 		t.Skipf("needs Debian's busybox-static: %v", err)
 	}
