@@ -91,29 +91,3 @@ func (x *Index) Put(_ context.Context, key digest.Digest, rec Record) error {
 	}
 	return WriteFileAtomic(x.path(key), dt)
 }
-
-// WriteFileAtomic writes dt to a temporary file beside name, syncs it and renames it
-// over name: readers, in this process or another, see the old content or the new, never
-// a part. Every small record of the store is written this way.
-func WriteFileAtomic(name string, dt []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(dt); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("syncing %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := os.Rename(f.Name(), name); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	return nil
-}

@@ -2,47 +2,21 @@ package exporter
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+
+	"github.com/builderdev/builder/cache"
 )
 
-// WriteFile runs write on a new temporary file in dest's directory and, if write
-// succeeds and ctx is still live, syncs it and renames it to dest. On any failure the
-// temporary file is removed and dest is left as it was. write may seek and read f.
-func WriteFile(ctx context.Context, dest string, write func(f *os.File) error) (err error) {
-	dir, base := filepath.Split(dest)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("creating temporary file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+// WriteFile writes dest through write with cache.WriteAtomic, and gives up (leaving
+// dest as it was) if ctx is done by the time write returns.
+func WriteFile(ctx context.Context, dest string, write func(f *os.File) error) error {
+	return cache.WriteAtomic(dest, func(f *os.File) error {
+		if err := write(f); err != nil {
+			return err
 		}
-	}()
-	if err := write(f); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	// CreateTemp makes 0600 files; an exported image is meant to be shared.
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), dest)
+		return ctx.Err()
+	})
 }
 
 // CancelWriter returns a writer that fails once ctx is done, for sinks whose library
