@@ -11,6 +11,7 @@ import (
 	"github.com/builderdev/builder/llb"
 	"github.com/builderdev/builder/solver"
 	"github.com/builderdev/builder/worker"
+	"github.com/builderdev/builder/worker/diff"
 )
 
 // execOp runs a process over an overlay of its root input; the overlay's upper dir is
@@ -51,7 +52,7 @@ func commit(ctx context.Context, d Deps, a *snapshot.Active, base cache.Ref) (ca
 	if err := a.Unmount(ctx); err != nil {
 		return cache.Ref{}, err
 	}
-	l, empty, err := diffLayer(ctx, d, a.UpperDir())
+	l, empty, err := diff.WriteLayer(ctx, d.Content, a.UpperDir())
 	if err != nil {
 		return cache.Ref{}, err
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/llb"
 	"github.com/builderdev/builder/solver"
-	"github.com/builderdev/builder/worker/diff"
 	"github.com/builderdev/builder/worker/fscopy"
 )
 
@@ -115,8 +114,4 @@ func owner(c *llb.ChownOpt) *fscopy.Owner {
 		return nil
 	}
 	return &fscopy.Owner{User: c.User, Group: c.Group}
-}
-
-func diffLayer(ctx context.Context, d Deps, upper string) (cache.Layer, bool, error) {
-	return diff.WriteLayer(ctx, d.Content, upper)
 }

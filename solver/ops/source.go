@@ -65,16 +65,14 @@ func (o *imageOp) Exec(ctx context.Context, _ []solver.Result, logs io.Writer) (
 }
 
 func (o *imageOp) pullLayer(ctx context.Context, desc v1.Descriptor, l cache.Layer, logs io.Writer) error {
-	id := cache.SnapshotID(l.DiffID)
-	if o.d.Snapshots.Exists(id) && o.d.Content.Has(l.Digest) {
-		return nil
-	}
+	// The blob is kept even when the snapshot exists: exporters read layers from it.
 	if !o.d.Content.Has(l.Digest) {
 		fmt.Fprintf(logs, "pulling %s (%d bytes)\n", l.Digest, l.Size)
 		if err := o.d.Images.FetchLayer(ctx, o.ref, desc); err != nil {
 			return err
 		}
 	}
+	id := cache.SnapshotID(l.DiffID)
 	if o.d.Snapshots.Exists(id) {
 		return nil
 	}
