@@ -151,17 +151,8 @@ func Marshal(out *Vertex) (*Definition, error) {
 	if out == nil {
 		return nil, fmt.Errorf("marshalling an empty graph (scratch has no vertex)")
 	}
-	def := &Definition{Version: encodingVersion, Output: out.digest, byDigest: map[digest.Digest]int{}}
-	var visit func(v *Vertex) error
-	visit = func(v *Vertex) error {
-		if _, ok := def.byDigest[v.digest]; ok {
-			return nil
-		}
-		for _, in := range v.inputs {
-			if err := visit(in); err != nil {
-				return err
-			}
-		}
+	def := &Definition{Version: encodingVersion, Output: out.digest}
+	err := Walk(out, func(v *Vertex) error {
 		dt, err := json.Marshal(v.op)
 		if err != nil {
 			return fmt.Errorf("encoding %s op: %w", v.op.Kind(), err)
@@ -170,11 +161,10 @@ func Marshal(out *Vertex) (*Definition, error) {
 		for _, in := range v.inputs {
 			vd.Inputs = append(vd.Inputs, in.digest)
 		}
-		def.byDigest[v.digest] = len(def.Vertices)
 		def.Vertices = append(def.Vertices, vd)
 		return nil
-	}
-	if err := visit(out); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	return def, nil
