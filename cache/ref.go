@@ -21,6 +21,9 @@ type Layer struct {
 type Ref struct {
 	Layers   []Layer `json:"layers"`
 	LocalDir string  `json:"localDir,omitempty"`
+	// LocalIgnore are the .dockerignore patterns of LocalDir: matching paths are not
+	// part of the source.
+	LocalIgnore []string `json:"localIgnore,omitempty"`
 }
 
 // SnapshotIDs returns the snapshot ids to stack for the chain, base first. A layer that

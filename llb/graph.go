@@ -38,7 +38,7 @@ type Vertex struct {
 }
 
 // NewVertex makes a vertex for op with the given inputs. Op fields that index inputs
-// (ExecOp.Root, FileOp.Base, CopyAction.From) refer to positions in inputs.
+// (ExecOp.Root, Mount.Input, FileOp.Base, CopyAction.From) refer to positions in inputs.
 func NewVertex(op Op, inputs []*Vertex, meta Meta) (*Vertex, error) {
 	if err := checkIndexes(op, len(inputs)); err != nil {
 		return nil, err
@@ -83,23 +83,31 @@ func checkIndexes(op Op, n int) error {
 		if len(o.Args) == 0 {
 			return fmt.Errorf("exec op without args")
 		}
-		return ok(o.Root, "root")
+		if err := ok(o.Root, "root"); err != nil {
+			return err
+		}
+		for _, m := range o.Mounts {
+			if err := ok(m.Input, "mount "+m.Target); err != nil {
+				return err
+			}
+		}
 	case *FileOp:
 		if err := ok(o.Base, "base"); err != nil {
 			return err
 		}
 		for _, a := range o.Actions {
 			switch {
-			case a.Copy != nil && a.Mkdir == nil:
+			case a.Copy != nil && a.Mkdir == nil && a.Mkfile == nil:
 				if a.Copy.From == NoInput {
 					return fmt.Errorf("file op: copy needs a source input")
 				}
 				if err := ok(a.Copy.From, "copy source"); err != nil {
 					return err
 				}
-			case a.Mkdir != nil && a.Copy == nil:
+			case a.Mkdir != nil && a.Copy == nil && a.Mkfile == nil:
+			case a.Mkfile != nil && a.Copy == nil && a.Mkdir == nil:
 			default:
-				return fmt.Errorf("file op: each action needs exactly one of mkdir, copy")
+				return fmt.Errorf("file op: each action needs exactly one of mkdir, mkfile, copy")
 			}
 		}
 	default:

@@ -14,6 +14,37 @@ const (
 	ImageScheme = "docker-image://"
 	// LocalScheme prefixes a named local directory supplied by the client (the build context).
 	LocalScheme = "local://"
+	// HTTPScheme and HTTPSScheme identify a file downloaded from a URL (ADD https://...);
+	// the identifier is the URL itself.
+	HTTPScheme  = "http://"
+	HTTPSScheme = "https://"
+	// GitScheme prefixes a git repository (ADD git@..., ADD https://...git): the rest is
+	// the remote as the user wrote it; attributes carry the ref and options.
+	GitScheme = "git://"
+	// OCILayoutScheme prefixes an image read from an OCI layout directory on the client:
+	// oci-layout:///abs/path@sha256:<manifest digest> (--build-context name=oci-layout://...).
+	OCILayoutScheme = "oci-layout://"
+)
+
+// Source attributes.
+const (
+	// AttrLocalExcludes on a local source is a JSON array of .dockerignore patterns
+	// (moby/patternmatcher syntax): matching paths do not exist in that source.
+	AttrLocalExcludes = "local.excludes"
+	// AttrHTTPChecksum pins the digest of a downloaded file (ADD --checksum).
+	AttrHTTPChecksum = "http.checksum"
+	// AttrHTTPFilename names the downloaded file; default: the URL's last path element.
+	AttrHTTPFilename = "http.filename"
+	// AttrHTTPPerm is the octal mode of the downloaded file; default 0600.
+	AttrHTTPPerm = "http.perm"
+	// AttrGitRef is the branch, tag or commit to check out (URL fragment "#ref:subdir").
+	AttrGitRef = "git.ref"
+	// AttrGitSubdir keeps only that directory of the checkout.
+	AttrGitSubdir = "git.subdir"
+	// AttrGitKeepDir keeps the .git directory ("true").
+	AttrGitKeepDir = "git.keepgitdir"
+	// AttrGitChecksum pins the commit the ref must resolve to (ADD --checksum).
+	AttrGitChecksum = "git.checksum"
 )
 
 // SourceOp brings outside content into the graph: a registry image or a local directory.
@@ -38,6 +69,55 @@ type ExecOp struct {
 	Cwd     string   `json:"cwd"`
 	User    string   `json:"user,omitempty"`
 	Network string   `json:"network"`
+	// Mounts are RUN --mount mounts, in the order written. They are never part of the
+	// result: only changes under Root outside every mount target make the layer.
+	Mounts []Mount `json:"mounts,omitempty"`
+}
+
+// Mount types of an ExecOp.
+const (
+	MountBind   = "bind"
+	MountCache  = "cache"
+	MountTmpfs  = "tmpfs"
+	MountSecret = "secret"
+	MountSSH    = "ssh"
+)
+
+// Cache mount sharing modes.
+const (
+	SharingShared  = "shared"
+	SharingPrivate = "private"
+	SharingLocked  = "locked"
+)
+
+// Mount is one RUN --mount. Fields not meaningful for Type stay zero.
+type Mount struct {
+	Type string `json:"type"`
+	// Target is the absolute path inside the sandbox.
+	Target string `json:"target"`
+	// Input is the vertex input mounted (bind) or seeding an empty cache (cache, with
+	// from=); NoInput for none (an empty dir for bind). Source is the path inside it.
+	Input  int    `json:"input"`
+	Source string `json:"source,omitempty"`
+	// ReadWrite lets a bind mount be written; the writes are thrown away afterwards.
+	ReadWrite bool `json:"readWrite,omitempty"`
+	// CacheID names a cache mount (default: Target); Sharing is one of Sharing*.
+	CacheID string `json:"cacheID,omitempty"`
+	Sharing string `json:"sharing,omitempty"`
+	// Mode, UID and GID apply to a new cache directory, a secret file or the ssh socket.
+	Mode *uint32 `json:"mode,omitempty"`
+	UID  *uint32 `json:"uid,omitempty"`
+	GID  *uint32 `json:"gid,omitempty"`
+	// SecretID / SSHID name the secret or ssh agent given to the build (--secret id=,
+	// --ssh id). Required makes a missing one an error instead of skipping the mount.
+	SecretID string `json:"secretID,omitempty"`
+	SSHID    string `json:"sshID,omitempty"`
+	Required bool   `json:"required,omitempty"`
+	// Env exposes a secret as this environment variable (and as a file only when
+	// Target is also set).
+	Env string `json:"env,omitempty"`
+	// Size limits a tmpfs in bytes; 0 is the kernel default.
+	Size int64 `json:"size,omitempty"`
 }
 
 // NoInput marks an absent input: the op starts from an empty filesystem (FROM scratch).
@@ -52,8 +132,18 @@ type FileOp struct {
 
 // FileAction is one step of a FileOp; exactly one field is set.
 type FileAction struct {
-	Mkdir *MkdirAction `json:"mkdir,omitempty"`
-	Copy  *CopyAction  `json:"copy,omitempty"`
+	Mkdir  *MkdirAction  `json:"mkdir,omitempty"`
+	Copy   *CopyAction   `json:"copy,omitempty"`
+	Mkfile *MkfileAction `json:"mkfile,omitempty"`
+}
+
+// MkfileAction writes a file with inline content (heredoc sources of COPY and RUN).
+// Missing parents are created 0755 (owned like the file).
+type MkfileAction struct {
+	Path  string    `json:"path"`
+	Data  []byte    `json:"data"`
+	Mode  uint32    `json:"mode"`
+	Chown *ChownOpt `json:"chown,omitempty"`
 }
 
 // ChownOpt names an owner as the Dockerfile wrote it: names or numeric ids, resolved
@@ -90,6 +180,15 @@ type CopyAction struct {
 	AllowWildcard bool      `json:"allowWildcard"`
 	// FollowSymlinks makes a symlink named directly in Src copy its target.
 	FollowSymlinks bool `json:"followSymlinks"`
+	// Exclude are patternmatcher patterns (COPY --exclude), matched against paths
+	// relative to the source root; matching entries are not copied.
+	Exclude []string `json:"exclude,omitempty"`
+	// Parents keeps each source's path below the source root (COPY --parents); a "/./"
+	// in a source marks where the kept part starts.
+	Parents bool `json:"parents,omitempty"`
+	// AutoExtract unpacks a source file that is a tar archive (plain, gzip, bzip2, xz or
+	// zstd) into Dest instead of copying it (ADD of a local archive).
+	AutoExtract bool `json:"autoExtract,omitempty"`
 }
 
 func (SourceOp) Kind() string { return "source" }

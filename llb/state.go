@@ -1,5 +1,10 @@
 package llb
 
+import (
+	"errors"
+	"fmt"
+)
+
 // State is an immutable handle on a filesystem in the graph: either empty (scratch) or the
 // output of a vertex. Methods return new States; the zero State is scratch.
 type State struct {
@@ -30,16 +35,52 @@ func Local(name string, meta Meta) (State, error) {
 	return State{v}, err
 }
 
-// Run runs e on top of s. e.Root is set by Run.
+// Source is any source op: identifier (with one of the *Scheme prefixes) and attributes.
+func Source(identifier string, attrs map[string]string, meta Meta) (State, error) {
+	v, err := NewVertex(&SourceOp{Identifier: identifier, Attrs: attrs}, nil, meta)
+	return State{v}, err
+}
+
+// Run runs e on top of s. e.Root is set by Run; e must have no mounts.
 func (s State) Run(e ExecOp, meta Meta) (State, error) {
+	if len(e.Mounts) > 0 {
+		return State{}, errors.New("exec op with mounts: use RunMounts")
+	}
+	return s.RunMounts(e, nil, meta)
+}
+
+// RunMounts runs e on top of s with e.Mounts; from[i] is what mount i reads (bind
+// source, cache seed), Scratch for nothing. Inputs are deduplicated: a state mounted
+// twice, or also the root, is one input. e.Root and each Mount.Input are set here.
+func (s State) RunMounts(e ExecOp, from []State, meta Meta) (State, error) {
+	if len(from) != len(e.Mounts) {
+		return State{}, fmt.Errorf("exec op: %d mounts but %d mount sources", len(e.Mounts), len(from))
+	}
 	var ins []*Vertex
-	e.Root = NoInput
-	if s.v != nil {
-		ins = []*Vertex{s.v}
-		e.Root = 0
+	index := func(st State) int {
+		if st.v == nil {
+			return NoInput
+		}
+		for i, v := range ins {
+			if v == st.v || v.digest == st.v.digest {
+				return i
+			}
+		}
+		ins = append(ins, st.v)
+		return len(ins) - 1
+	}
+	e.Root = index(s)
+	e.Mounts = append([]Mount(nil), e.Mounts...)
+	for i := range e.Mounts {
+		e.Mounts[i].Input = index(from[i])
 	}
 	v, err := NewVertex(&e, ins, meta)
 	return State{v}, err
+}
+
+// Mkfile writes a file with inline content in s.
+func (s State) Mkfile(a MkfileAction, meta Meta) (State, error) {
+	return s.file([]FileAction{{Mkfile: &a}}, nil, meta)
 }
 
 // Mkdir creates a directory in s.

@@ -31,6 +31,28 @@ type ExecSpec struct {
 	Hostname string
 	// Stdout and Stderr receive the process output; nil discards it.
 	Stdout, Stderr io.Writer
+	// Mounts are added on top of Rootfs, in order (a later target may lie inside an
+	// earlier one). A missing target is created in Rootfs (a directory, or an empty file
+	// when a bind Source is a file or socket); the caller removes such stubs afterwards.
+	Mounts []Mount
+}
+
+// Mount types of an ExecSpec.
+const (
+	MountBind  = "bind"
+	MountTmpfs = "tmpfs"
+)
+
+// Mount is one extra mount of a sandbox.
+type Mount struct {
+	Type string // MountBind or MountTmpfs
+	// Source is the host path of a bind mount (a directory, file or unix socket).
+	Source string
+	// Target is the absolute path inside the sandbox.
+	Target   string
+	ReadOnly bool
+	// Size limits a tmpfs in bytes; 0 is the kernel default.
+	Size int64
 }
 
 // Executor runs processes in sandboxes. Run returns nil only if the process exited 0; a

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/builderdev/builder/llb"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -21,6 +20,8 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builderdev/builder/llb"
 )
 
 const (
@@ -55,6 +56,18 @@ type Options struct {
 	// Network is the network of RUN steps that do not say RUN --network (the build's
 	// --network): llb.NetworkHost (the default) or llb.NetworkNone.
 	Network string
+	// ContextExcludes are the build context's .dockerignore patterns; they go into the
+	// context source's llb.AttrLocalExcludes attribute.
+	ContextExcludes []string
+	// NamedContexts replace a stage, image or context name wherever FROM, COPY --from or
+	// RUN --mount from= uses it (--build-context NAME=VALUE). A value is one of
+	// "docker-image://REF" (resolved with Resolver like any image), "oci-layout://..."
+	// (passed to Resolver as is; the pinned reference it returns is an llb source
+	// identifier) or "local://NAME" (an llb.Local source the caller provides).
+	NamedContexts map[string]string
+	// Warn receives notes that do not stop the build (an ignored "# syntax=" directive,
+	// lint warnings); nil drops them.
+	Warn func(file string, line int, msg string)
 }
 
 // Result is a lowered Dockerfile.

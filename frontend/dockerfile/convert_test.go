@@ -14,12 +14,13 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/builderdev/builder/llb"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builderdev/builder/llb"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")

@@ -5,7 +5,9 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -24,6 +26,16 @@ type ImageSource interface {
 	FetchLayer(ctx context.Context, ref string, desc v1.Descriptor) error
 }
 
+// SecretStore gives RUN --mount=type=secret its content (builder build --secret).
+type SecretStore interface {
+	// GetSecret returns the secret's bytes; an unknown id is an error wrapping
+	// ErrSecretNotFound.
+	GetSecret(ctx context.Context, id string) ([]byte, error)
+}
+
+// ErrSecretNotFound is wrapped by SecretStore errors for ids the build was not given.
+var ErrSecretNotFound = errors.New("secret not found")
+
 // Deps are the parts the ops run on.
 type Deps struct {
 	Content   *content.Store
@@ -32,6 +44,18 @@ type Deps struct {
 	Images    ImageSource
 	// Locals maps local source names (llb.Local) to host directories.
 	Locals map[string]string
+	// Secrets serves secret mounts; nil means no secrets were given.
+	Secrets SecretStore
+	// SSH maps --ssh ids to agent socket paths on the host ("default" for --ssh default).
+	SSH map[string]string
+	// CacheMounts is the directory that holds RUN --mount=type=cache contents across
+	// builds (root/cache-mounts).
+	CacheMounts string
+	// TempDir holds short-lived files of a build (secret files, downloads), on the same
+	// filesystem as the store.
+	TempDir string
+	// HTTP downloads ADD URLs; nil means http.DefaultClient.
+	HTTP *http.Client
 }
 
 // Resolver returns the solver.ResolveFunc that binds vertices to ops running on d.
@@ -48,7 +72,13 @@ func Resolver(d Deps) solver.ResolveFunc {
 				if !ok {
 					return nil, fmt.Errorf("local source %q was not provided", name)
 				}
-				return localOp{dir: dir}, nil
+				return newLocalOp(dir, op.Attrs)
+			case strings.HasPrefix(op.Identifier, llb.HTTPScheme), strings.HasPrefix(op.Identifier, llb.HTTPSScheme):
+				return newHTTPOp(d, op)
+			case strings.HasPrefix(op.Identifier, llb.GitScheme):
+				return newGitOp(d, op)
+			case strings.HasPrefix(op.Identifier, llb.OCILayoutScheme):
+				return newOCILayoutOp(d, op)
 			}
 			return nil, fmt.Errorf("unsupported source %q", op.Identifier)
 		case *llb.ExecOp:

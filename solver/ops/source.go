@@ -11,18 +11,32 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/builderdev/builder/cache"
+	"github.com/builderdev/builder/llb"
 	"github.com/builderdev/builder/solver"
 	"github.com/builderdev/builder/worker/diff"
 )
 
 // localOp is a directory of the client (the build context), read in place. Its key says
 // nothing about the content: ops that read from it add checksums of what they read.
-type localOp struct{ dir string }
+type localOp struct {
+	dir    string
+	ignore []string
+}
+
+func newLocalOp(dir string, attrs map[string]string) (localOp, error) {
+	o := localOp{dir: dir}
+	if v := attrs[llb.AttrLocalExcludes]; v != "" {
+		if err := json.Unmarshal([]byte(v), &o.ignore); err != nil {
+			return localOp{}, fmt.Errorf("decoding %s of local source: %w", llb.AttrLocalExcludes, err)
+		}
+	}
+	return o, nil
+}
 
 func (localOp) CacheKey(context.Context, []solver.Result) (digest.Digest, error) { return "", nil }
 
 func (o localOp) Exec(context.Context, []solver.Result, io.Writer) (cache.Ref, error) {
-	return cache.Ref{LocalDir: o.dir}, nil
+	return cache.Ref{LocalDir: o.dir, LocalIgnore: o.ignore}, nil
 }
 
 // imageOp pulls a registry image (pinned by digest by the frontend, so the vertex digest

@@ -39,6 +39,33 @@ type CopyOptions struct {
 	// SourceName names the source root in NotFoundError ("build context",
 	// "stage builder"); empty leaves it out.
 	SourceName string
+	// Ignore are .dockerignore patterns (moby/patternmatcher) of the source root, with
+	// "!" exceptions: matching paths behave as if they did not exist (a source naming
+	// only ignored paths is a NotFoundError).
+	Ignore []string
+	// Exclude are COPY --exclude patterns, matched against each entry's path relative to
+	// the source root; matching entries (and everything under a matching directory)
+	// are skipped, but a source matching nothing after exclusion is not an error.
+	Exclude []string
+	// Parents (COPY --parents) keeps each source's directory path below the source root
+	// under Dest; a "/./" in a source path marks where the kept part starts.
+	Parents bool
+	// AutoExtract (ADD) unpacks a source file that is a tar archive, plain or compressed
+	// with gzip, bzip2, xz or zstd (detected by content, not name), into Dest as a
+	// directory; other files are copied as usual. Entries keep their owners and modes
+	// unless Chown/Mode are set; paths cannot leave Dest.
+	AutoExtract bool
+}
+
+// MkfileOptions describes one file with inline content (COPY <<EOF, RUN heredocs).
+type MkfileOptions struct {
+	// Path is absolute inside the destination root; missing parents are created 0755
+	// and owned like the file.
+	Path string
+	Data []byte
+	Mode os.FileMode
+	// Chown owns the file; nil means 0:0.
+	Chown *Owner
 }
 
 // MkdirOptions describes one mkdir of a FileOp.
@@ -76,8 +103,12 @@ type ChecksumOptions struct {
 	// without Chown); leave it off for build-context copies, whose owner is not part of
 	// the result, so that checkouts by different users share cache keys.
 	IncludeOwner bool
-	// SourceName as in CopyOptions.
+	// SourceName, Ignore, Exclude and Parents as in CopyOptions: the checksum covers
+	// exactly what Copy would read.
 	SourceName string
+	Ignore     []string
+	Exclude    []string
+	Parents    bool
 }
 
 // permBits converts m to the raw mode bits chmod(2) takes, accepting the special bits in
