@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -41,23 +43,31 @@ type buildOptions struct {
 	network    string
 	insecure   []string
 	pull       bool
+	secrets    []string
+	ssh        []string
+	contexts   []string
+	labels     []string
 	contextDir string
 }
 
 func newBuildCmd(g *globalOptions) *cobra.Command {
 	o := &buildOptions{}
 	cmd := &cobra.Command{
-		Use:   "build [OPTIONS] CONTEXT",
+		Use:   "build [OPTIONS] CONTEXT|-",
 		Short: "Build an image from a Dockerfile",
 		Example: `  builder build -t helloworld .
   builder build -f build/Dockerfile --target test --build-arg GO_VERSION=1.26 .
   builder build --output type=docker,dest=app.tar -t app:1 .
   builder build --output type=oci,dest=layout,tar=false .
-  builder build --output type=image,name=127.0.0.1:5000/app:1,push=true .`,
+  builder build --output type=image,name=127.0.0.1:5000/app:1,push=true .
+  builder build --secret id=npmrc,src=$HOME/.npmrc --ssh default -t app .
+  builder build --build-context base=docker-image://127.0.0.1:5000/base:1 .
+  builder build -f - . < Dockerfile.dev
+  builder build - < Dockerfile            # no context`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.contextDir = args[0]
-			return runBuild(cmd.Context(), g, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runBuild(cmd.Context(), g, o, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -72,10 +82,14 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.network, "network", "default", "network mode for RUN: default (host) or none")
 	f.StringArrayVar(&o.insecure, "insecure-registry", nil, "registry host reached over plain http (localhost and 127.0.0.1 always are)")
 	f.BoolVar(&o.pull, "pull", false, "always look up the base images' tags in their registry")
+	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]")
+	f.StringArrayVar(&o.ssh, "ssh", nil, "ssh agent for RUN --mount=type=ssh: default|ID[=SOCKET] (default: $SSH_AUTH_SOCK)")
+	f.StringArrayVar(&o.contexts, "build-context", nil, "named context: NAME=DIR | NAME=docker-image://REF | NAME=oci-layout://PATH[:TAG|@DIGEST]")
+	f.StringArrayVar(&o.labels, "label", nil, "image label KEY=VALUE (overrides the Dockerfile's)")
 	return cmd
 }
 
-func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdout, stderr io.Writer) (err error) {
+func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	mode, err := progress.ParseMode(o.progress)
 	if err != nil {
 		return err
@@ -105,21 +119,11 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdout, st
 	default:
 		return fmt.Errorf("--network %q: want default, host or none", o.network)
 	}
-	ctxDir, err := filepath.Abs(o.contextDir)
+	in, err := readBuildInputs(o, stdin)
 	if err != nil {
 		return err
 	}
-	if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("build context %s is not a directory", o.contextDir)
-	}
-	dfPath := o.file
-	if dfPath == "" {
-		dfPath = filepath.Join(o.contextDir, "Dockerfile")
-	}
-	src, err := os.ReadFile(dfPath)
-	if err != nil {
-		return fmt.Errorf("reading Dockerfile: %w", err)
-	}
+	src := in.dockerfile
 
 	st, err := openStore(ctx, g.root)
 	if err != nil {
@@ -135,17 +139,32 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdout, st
 	}
 
 	fe, err := dockerfile.Convert(ctx, src, dockerfile.Options{
-		Filename:    dfPath,
-		BuildArgs:   args,
-		Target:      o.target,
-		NoCache:     o.noCache,
-		Resolver:    registryResolver{reg},
-		ContextName: "context",
-		Platform:    ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		Network:     network,
+		Filename:        in.filename,
+		BuildArgs:       args,
+		Target:          o.target,
+		NoCache:         o.noCache,
+		Resolver:        registryResolver{reg},
+		ContextName:     "context",
+		Platform:        ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Network:         network,
+		ContextExcludes: in.ignore,
+		NamedContexts:   in.named,
+		Warn: func(file string, line int, msg string) {
+			if line > 0 {
+				fmt.Fprintf(stderr, "warning: %s:%d: %s\n", file, line, msg)
+			} else {
+				fmt.Fprintf(stderr, "warning: %s: %s\n", file, msg)
+			}
+		},
 	})
 	if err != nil {
 		return withSource(err, src)
+	}
+	if len(in.labels) > 0 {
+		if fe.Image.Config.Labels == nil {
+			fe.Image.Config.Labels = map[string]string{}
+		}
+		maps.Copy(fe.Image.Config.Labels, in.labels)
 	}
 	out := fe.State.Vertex()
 	if o.printLLB {
@@ -162,14 +181,30 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdout, st
 		return enc.Encode(def)
 	}
 
+	tmp, err := st.tempDir()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if in.emptyContext {
+		empty := filepath.Join(tmp, "empty-context")
+		if err := os.Mkdir(empty, 0o755); err != nil {
+			return err
+		}
+		in.locals["context"] = empty
+	}
 	p := progress.New(stderr, mode)
 	defer p.Close()
 	slv, err := solver.New(ops.Resolver(ops.Deps{
-		Content:   st.content,
-		Snapshots: st.snapshots,
-		Executor:  st.exec,
-		Images:    reg,
-		Locals:    map[string]string{"context": ctxDir},
+		Content:     st.content,
+		Snapshots:   st.snapshots,
+		Executor:    st.exec,
+		Images:      reg,
+		Locals:      in.locals,
+		Secrets:     in.secrets,
+		SSH:         in.ssh,
+		CacheMounts: st.cacheMounts(),
+		TempDir:     tmp,
 	}), st.index, solver.WithProgress(p))
 	if err != nil {
 		return err
@@ -311,6 +346,69 @@ func addedLayers(out *llb.Vertex, results map[digest.Digest]solver.Result) map[d
 		return nil
 	})
 	return added
+}
+
+// buildInputs is everything a build reads from the client besides the store.
+type buildInputs struct {
+	dockerfile []byte
+	filename   string
+	ignore     []string
+	locals     map[string]string // llb.Local name → directory
+	named      map[string]string
+	secrets    secretStore
+	ssh        map[string]string
+	labels     map[string]string
+	// emptyContext: the context is an empty directory made in the build's temp dir.
+	emptyContext bool
+}
+
+func readBuildInputs(o *buildOptions, stdin io.Reader) (*buildInputs, error) {
+	in := &buildInputs{}
+	var err error
+	if in.named, in.locals, err = buildContexts(o.contexts); err != nil {
+		return nil, err
+	}
+	dfPath := o.file
+	if o.contextDir == "-" {
+		// docker build -: the Dockerfile comes from stdin and there is no context.
+		if dfPath != "" && dfPath != "-" {
+			return nil, errors.New("the context is - (Dockerfile from stdin): -f cannot name another Dockerfile")
+		}
+		dfPath = "-"
+		in.emptyContext = true
+	} else {
+		ctxDir, err := filepath.Abs(o.contextDir)
+		if err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("build context %s is not a directory", o.contextDir)
+		}
+		in.locals["context"] = ctxDir
+		if dfPath == "" {
+			dfPath = filepath.Join(o.contextDir, "Dockerfile")
+		}
+		ignoreNextTo := dfPath
+		if dfPath == "-" {
+			ignoreNextTo = ""
+		}
+		if in.ignore, err = readIgnore(ctxDir, ignoreNextTo); err != nil {
+			return nil, err
+		}
+	}
+	if in.dockerfile, in.filename, err = readDockerfile(dfPath, stdin); err != nil {
+		return nil, err
+	}
+	if in.secrets, err = parseSecrets(o.secrets, os.LookupEnv); err != nil {
+		return nil, err
+	}
+	if in.ssh, err = parseSSH(o.ssh, os.LookupEnv); err != nil {
+		return nil, err
+	}
+	if in.labels, err = parseLabels(o.labels); err != nil {
+		return nil, err
+	}
+	return in, nil
 }
 
 func parseBuildArgs(in []string) (map[string]string, error) {

@@ -10,6 +10,7 @@ import (
 	"github.com/builderdev/builder/cache/content"
 	"github.com/builderdev/builder/cache/snapshot"
 	"github.com/builderdev/builder/exporter/imagestore"
+	"github.com/builderdev/builder/internal/proc"
 	"github.com/builderdev/builder/internal/registry"
 	"github.com/builderdev/builder/worker/runc"
 )
@@ -66,8 +67,28 @@ func openStore(ctx context.Context, root string) (*store, error) {
 	if err := s.content.CleanIngests(); err != nil {
 		return nil, fmt.Errorf("cleaning stale ingests: %w", err)
 	}
+	// Temp dirs of killed builds may hold secret files: remove them first thing.
+	stale, err := proc.Stale(filepath.Join(root, "tmp"))
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range stale {
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("cleaning stale temp dir: %w", err)
+		}
+	}
 	return s, nil
 }
+
+// tempDir makes this build's directory for short-lived files (secret files, downloads)
+// under root/tmp: on the store's filesystem, and found and removed by the next build
+// if this one is killed.
+func (s *store) tempDir() (string, error) {
+	return proc.TempDir(filepath.Join(s.root, "tmp"), "build-")
+}
+
+// cacheMounts is where RUN --mount=type=cache directories live between builds.
+func (s *store) cacheMounts() string { return filepath.Join(s.root, "cache-mounts") }
 
 func (s *store) registry(opts ...registry.Option) (*registry.Client, error) {
 	return registry.New(s.content, filepath.Join(s.root, "resolved"), opts...)
