@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/builderdev/builder/internal/proc"
 )
 
 // ErrNotFound is returned for a digest the store does not hold.
@@ -194,7 +196,7 @@ func (s *Store) CleanIngests() error {
 	}
 	for _, e := range ents {
 		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d-", &pid); err == nil && processAlive(pid) {
+		if _, err := fmt.Sscanf(e.Name(), "%d-", &pid); err == nil && proc.Alive(pid) {
 			continue
 		}
 		os.Remove(filepath.Join(s.root, "ingest", e.Name()))

@@ -17,6 +17,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/builderdev/builder/internal/proc"
 )
 
 // Directory names under the snapshotter root.
@@ -211,7 +213,7 @@ func (s *Snapshotter) CleanStale(ctx context.Context) error {
 	for _, e := range entries {
 		pidStr, _, ok := strings.Cut(e.Name(), "-")
 		pid, err := strconv.Atoi(pidStr)
-		if !ok || err != nil || pid <= 0 || processAlive(pid) {
+		if !ok || err != nil || pid <= 0 || proc.Alive(pid) {
 			continue
 		}
 		stale = append(stale, filepath.Join(base, e.Name()))
@@ -245,13 +247,6 @@ func (s *Snapshotter) CleanStale(ctx context.Context) error {
 		return fmt.Errorf("cleaning stale snapshots: %w", err)
 	}
 	return nil
-}
-
-// processAlive reports whether pid exists. EPERM means it exists but belongs to
-// someone else, which still makes its dirs off limits.
-func processAlive(pid int) bool {
-	err := unix.Kill(pid, 0)
-	return err == nil || errors.Is(err, unix.EPERM)
 }
 
 // lowerDirs returns the dirs of parents, top first.
