@@ -9,6 +9,11 @@ need skopeo skopeo
 need umoci umoci
 need runc runc
 need gcc gcc
+need git git
+need ssh-agent openssh-client
+need bzip2 bzip2
+need xz xz-utils
+need zstd zstd
 ldd /bin/busybox 2>&1 | grep -q "not a dynamic" || pkgs="$pkgs busybox-static"
 [ -f /usr/include/seccomp.h ] || pkgs="$pkgs libseccomp-dev"
 if [ -n "$pkgs" ]; then
