@@ -180,8 +180,9 @@ type CopyAction struct {
 	AllowWildcard bool      `json:"allowWildcard"`
 	// FollowSymlinks makes a symlink named directly in Src copy its target.
 	FollowSymlinks bool `json:"followSymlinks"`
-	// Exclude are patternmatcher patterns (COPY --exclude), matched against paths
-	// relative to the source root; matching entries are not copied.
+	// Exclude are patternmatcher patterns (COPY --exclude), matched, as in BuildKit,
+	// against paths relative to each source path being copied (after wildcard
+	// expansion); matching entries below it are not copied.
 	Exclude []string `json:"exclude,omitempty"`
 	// Parents keeps each source's path below the source root (COPY --parents); a "/./"
 	// in a source marks where the kept part starts.

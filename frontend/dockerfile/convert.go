@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	ggcrname "github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -64,6 +65,10 @@ type Options struct {
 	// "docker-image://REF" (resolved with Resolver like any image), "oci-layout://..."
 	// (passed to Resolver as is; the pinned reference it returns is an llb source
 	// identifier) or "local://NAME" (an llb.Local source the caller provides).
+	// Keys are matched against the short form of a name ("alpine" matches FROM
+	// docker.io/library/alpine:latest); a key naming a stage replaces that whole stage
+	// (its instructions do not run), as BuildKit does. A local directory used by FROM
+	// is copied onto scratch.
 	NamedContexts map[string]string
 	// Warn receives notes that do not stop the build (an ignored "# syntax=" directive,
 	// lint warnings); nil drops them.
@@ -108,12 +113,16 @@ type converter struct {
 	lex   *shell.Lex
 	show  *shell.Lex
 	empty shell.EnvGetter
+	// lint reports BuildKit's lint rules to Options.Warn; "# check=error=true" turns
+	// them into an error at the end.
+	lint *linter.Linter
 
 	global []string // global ARG scope (K=V): FROM lines and ARGs without a default
 	stages []*stage
 	// froms records where each COPY --from reads from.
-	froms  map[*instructions.CopyCommand]copyFrom
-	images map[string]*baseImage // by reference as written in the Dockerfile
+	froms map[*instructions.CopyCommand]copyFrom
+	// images holds resolved images and OCI layouts, by the string given to the resolver.
+	images map[string]*baseImage
 	local  *llb.State
 }
 
@@ -121,12 +130,26 @@ type converter struct {
 type stage struct {
 	index    int
 	inst     instructions.Stage
-	baseName string // FROM argument after ARG expansion
-	base     *stage // FROM a previous stage
+	baseName string   // FROM argument after ARG expansion
+	base     *stage   // FROM a previous stage
+	from     copyFrom // FROM anything else: scratch, a named context or an image
+	// replaced is the named context that stands for this whole stage
+	// (--build-context NAME=... with NAME the stage's name): its commands do not run.
+	replaced string
 	display  string // name in descriptions: the AS name, stage-N, or "" when only one stage
 	deps     []*stage
-	cmdTotal int
-	cmdIndex int
+	// refs are the images and named contexts the stage's commands read (COPY --from,
+	// RUN --mount from=): they are resolved with the base images.
+	refs []copyFrom
+	// triggers are the base's ONBUILD instructions, run right after FROM.
+	triggers     []trigger
+	triggersInit bool
+	cmdTotal     int
+	cmdIndex     int
+	// onbuild is set while a trigger is lowered: its description says ONBUILD.
+	onbuild bool
+	// loc is the location of the instruction being lowered.
+	loc []parser.Range
 
 	done  bool
 	state llb.State
@@ -136,12 +159,18 @@ type stage struct {
 	args  []instructions.KeyValuePairOptional
 	// cmdSet records a CMD in this stage: ENTRYPOINT resets an inherited CMD only.
 	cmdSet bool
+	// workdirSet records a WORKDIR in this stage or a parent stage (for the
+	// WorkdirRelativePath lint rule).
+	workdirSet bool
 }
 
-// copyFrom is the source of a COPY --from: a stage or an image reference.
+// copyFrom is what a FROM, COPY --from or RUN --mount from= reads: a stage, the empty
+// filesystem, a named context (key of Options.NamedContexts) or an image reference.
 type copyFrom struct {
-	stage *stage
-	image string
+	stage   *stage
+	scratch bool
+	named   string
+	image   string
 }
 
 // baseImage is a resolved image reference.
@@ -189,12 +218,21 @@ func Convert(ctx context.Context, dockerfile []byte, opt Options) (res *Result, 
 	if len(bytes.TrimSpace(dockerfile)) == 0 {
 		return nil, &Error{File: c.file, Line: 1, EndLine: 1, Err: errors.New("the Dockerfile is empty")}
 	}
+	if err := c.directives(dockerfile); err != nil {
+		return nil, err
+	}
 	ast, err := parser.Parse(bytes.NewReader(dockerfile))
 	if err != nil {
 		return nil, err
 	}
-	// A linter with no Warn func reports nothing; a nil one would crash on "# check=".
-	stages, metaArgs, err := instructions.Parse(ast.AST, linter.New(&linter.Config{}))
+	for _, w := range ast.Warnings {
+		// The parser's only warning is an empty continuation line; BuildKit reports it
+		// through the linter, so "# check=skip=NoEmptyContinuation" silences it.
+		if w.URL == linter.RuleNoEmptyContinuation.URL && w.Location != nil {
+			c.lint.Run(&linter.RuleNoEmptyContinuation, []parser.Range{*w.Location}, linter.RuleNoEmptyContinuation.Format())
+		}
+	}
+	stages, metaArgs, err := instructions.Parse(ast.AST, c.lint)
 	if err != nil {
 		return nil, err
 	}
@@ -202,6 +240,7 @@ func Convert(ctx context.Context, dockerfile []byte, opt Options) (res *Result, 
 		_, end := lineRange(ast.AST.Location())
 		return nil, &Error{File: c.file, Line: max(end, 1), EndLine: max(end, 1), Err: errors.New("no FROM instruction: nothing to build")}
 	}
+	c.lintStageNames(stages)
 	c.lex = shell.NewLex(ast.EscapeToken)
 	c.show = shell.NewLex(ast.EscapeToken)
 	c.show.RawQuotes, c.show.RawEscapes, c.show.SkipUnsetEnv = true, true, true
@@ -220,12 +259,13 @@ func Convert(ctx context.Context, dockerfile []byte, opt Options) (res *Result, 
 	if err != nil {
 		return nil, err
 	}
-	if err := c.linkCopySources(); err != nil {
+	if err := c.linkSources(); err != nil {
 		return nil, err
 	}
-	needed := map[*stage]bool{}
-	markNeeded(target, needed)
-	c.resolveImages(ctx, needed)
+	needed, err := c.resolveNeeded(ctx, target)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range c.stages {
 		if !needed[s] {
 			continue
@@ -234,7 +274,57 @@ func Convert(ctx context.Context, dockerfile []byte, opt Options) (res *Result, 
 			return nil, err
 		}
 	}
+	if err := c.lint.Error(); err != nil {
+		// "# check=error=true": BuildKit fails the build after lowering it all.
+		return nil, &Error{File: c.file, Err: err}
+	}
 	return c.result(target), nil
+}
+
+// directives handles the parser directives BuildKit reads before parsing: "# syntax="
+// names a frontend image (this builder always uses its own, so it is only noted) and
+// "# check=" configures the linter.
+func (c *converter) directives(dockerfile []byte) error {
+	if syntax, _, loc, ok := parser.DetectSyntax(dockerfile); ok && c.opt.Warn != nil {
+		line, _ := lineRange(loc)
+		c.opt.Warn(c.file, max(line, 1), fmt.Sprintf("# syntax=%s: builder uses its built-in frontend", syntax))
+	}
+	check, _, loc, _ := parser.ParseDirective("check", dockerfile)
+	cfg, err := linter.ParseLintOptions(check)
+	if err != nil {
+		start, end := lineRange(loc)
+		return &Error{File: c.file, Line: start, EndLine: end, Err: fmt.Errorf("parsing the check directive: %w", err)}
+	}
+	// The linter records a violation only when it has a Warn func, and error=true
+	// needs the record even when the caller does not want the text.
+	cfg.Warn = func(rule, _, _, msg string, loc []parser.Range) {
+		if c.opt.Warn == nil {
+			return
+		}
+		line, _ := lineRange(loc)
+		c.opt.Warn(c.file, line, rule+": "+msg)
+	}
+	c.lint = linter.New(cfg)
+	return nil
+}
+
+// lintStageNames runs the stage-name rules BuildKit's dockerfile2llb adds to those the
+// instructions package runs.
+func (c *converter) lintStageNames(stages []instructions.Stage) {
+	seen := map[string]bool{}
+	for _, s := range stages {
+		if s.Name == "" {
+			continue
+		}
+		name := strings.ToLower(s.Name)
+		if name == scratchName || name == defaultContextName {
+			c.lint.Run(&linter.RuleReservedStageName, s.Location, linter.RuleReservedStageName.Format(s.Name))
+		}
+		if seen[name] {
+			c.lint.Run(&linter.RuleDuplicateStageName, s.Location, linter.RuleDuplicateStageName.Format(s.Name))
+		}
+		seen[name] = true
+	}
 }
 
 // globalArgs fills the global ARG scope: BuildKit's automatic platform args, then the
@@ -284,7 +374,7 @@ func (c *converter) globalArgs(metaArgs []instructions.ArgCommand, target string
 }
 
 // buildStages expands FROM lines with the global args and links stages built on
-// previous stages.
+// previous stages, named contexts and images.
 func (c *converter) buildStages(stages []instructions.Stage) error {
 	globals := shell.EnvsFromSlice(c.global)
 	for i, is := range stages {
@@ -305,11 +395,21 @@ func (c *converter) buildStages(stages []instructions.Stage) error {
 				return c.locate(err, is.Location, "FROM")
 			}
 		}
-		// Only earlier stages can be a base: a later stage's name is an image name.
-		if prev := c.stageByName(base); prev != nil {
-			s.base = prev
+		switch {
+		case is.Name != "" && c.namedContext(is.Name) != "":
+			// BuildKit: --build-context NAME=... replaces the stage NAME outright.
+			s.replaced = c.namedContext(is.Name)
+		case c.stageByName(base) != nil:
+			// Only earlier stages can be a base: a later stage's name is an image name.
+			s.base = c.stageByName(base)
+		case strings.EqualFold(base, scratchName):
+			s.from = copyFrom{scratch: true}
+		case c.namedContext(base) != "":
+			s.from = copyFrom{named: c.namedContext(base)}
+		default:
+			s.from = copyFrom{image: base}
 		}
-		if s.base == nil && base != scratchName {
+		if s.from.image != "" {
 			s.cmdTotal = 1
 		}
 		for _, cmd := range is.Commands {
@@ -376,28 +476,106 @@ func (c *converter) target() (*stage, error) {
 	return nil, &Error{File: c.file, Err: errors.New(msg)}
 }
 
-// linkCopySources classifies every COPY --from as a stage or an image, as BuildKit
-// does: a number is a stage index, a stage name wins over an image name.
-func (c *converter) linkCopySources() error {
+// namedContext returns the Options.NamedContexts key that stands for name, "" for
+// none. As in BuildKit, name is looked up in its short form ("alpine" for
+// docker.io/library/alpine:latest), and "scratch" and "context" are never replaced.
+func (c *converter) namedContext(name string) string {
+	if len(c.opt.NamedContexts) == 0 || strings.EqualFold(name, scratchName) || strings.EqualFold(name, defaultContextName) {
+		return ""
+	}
+	for _, k := range []string{familiarName(name), name} {
+		if _, ok := c.opt.NamedContexts[k]; ok {
+			return k
+		}
+	}
+	return ""
+}
+
+// familiarName is ref as Docker prints it: no docker.io/library/ prefix, no :latest.
+func familiarName(ref string) string {
+	r, err := ggcrname.ParseReference(ref)
+	if err != nil {
+		return ref
+	}
+	repo := r.Context()
+	out := repo.RepositoryStr()
+	if reg := repo.RegistryStr(); reg != ggcrname.DefaultRegistry {
+		out = reg + "/" + out
+	} else if rest, ok := strings.CutPrefix(out, "library/"); ok && !strings.Contains(rest, "/") {
+		out = rest
+	}
+	switch r := r.(type) {
+	case ggcrname.Tag:
+		if r.TagStr() != "latest" {
+			out += ":" + r.TagStr()
+		}
+	case ggcrname.Digest:
+		out += "@" + r.DigestStr()
+	}
+	return out
+}
+
+// linkSources classifies every COPY --from and RUN --mount from= of the stages that
+// run their commands, so the stages they read are lowered first and the images and
+// named contexts are resolved with the base images.
+func (c *converter) linkSources() error {
 	for _, s := range c.stages {
+		if s.replaced != "" {
+			continue
+		}
 		for _, cmd := range s.inst.Commands {
-			cp, ok := cmd.(*instructions.CopyCommand)
-			if !ok || cp.From == "" {
-				continue
-			}
-			from, err := c.copySource(cp.From)
-			if err != nil {
-				return c.locate(withWord("--from="+cp.From, err), cp.Location(), "COPY")
-			}
-			c.froms[cp] = from
-			if from.stage != nil {
-				s.deps = append(s.deps, from.stage)
+			if err := c.linkCommand(s, cmd); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
+// linkCommand records what cmd reads besides the stage's own filesystem.
+func (c *converter) linkCommand(s *stage, cmd instructions.Command) error {
+	switch cmd := cmd.(type) {
+	case *instructions.CopyCommand:
+		if cmd.From == "" {
+			return nil
+		}
+		from, err := c.copySource(cmd.From)
+		if err != nil {
+			return c.locate(withWord("--from="+cmd.From, err), cmd.Location(), "COPY")
+		}
+		c.froms[cmd] = from
+		s.addRef(from)
+	case *instructions.RunCommand:
+		// Mounts are parsed before expansion here; BuildKit refuses variables in
+		// from=, so the name is final.
+		for _, m := range instructions.GetMounts(cmd) {
+			if m.From == "" {
+				continue
+			}
+			from, err := c.copySource(m.From)
+			if err != nil {
+				return c.locate(withWord("--mount", fmt.Errorf("from=%s: %w", m.From, err)), cmd.Location(), "RUN")
+			}
+			s.addRef(from)
+		}
+	}
+	return nil
+}
+
+func (s *stage) addRef(from copyFrom) {
+	switch {
+	case from.stage != nil:
+		if !slices.Contains(s.deps, from.stage) {
+			s.deps = append(s.deps, from.stage)
+		}
+	case from.named != "" || from.image != "":
+		s.refs = append(s.refs, from)
+	}
+}
+
+// copySource classifies a COPY --from or RUN --mount from= name as BuildKit does: a
+// number is a stage index, then a stage name, "scratch", a named context, and
+// anything else is an image reference.
 func (c *converter) copySource(name string) (copyFrom, error) {
 	if v, _, err := c.lex.ProcessWord(name, c.empty); err != nil || v != name {
 		return copyFrom{}, errors.New("variable expansion is not supported for --from: define a stage with FROM using a global ARG instead")
@@ -410,6 +588,12 @@ func (c *converter) copySource(name string) (copyFrom, error) {
 	}
 	if s := c.stageByName(name); s != nil {
 		return copyFrom{stage: s}, nil
+	}
+	if strings.EqualFold(name, scratchName) {
+		return copyFrom{scratch: true}, nil
+	}
+	if k := c.namedContext(name); k != "" {
+		return copyFrom{named: k}, nil
 	}
 	return copyFrom{image: name}, nil
 }
@@ -427,12 +611,61 @@ func markNeeded(s *stage, needed map[*stage]bool) {
 	}
 }
 
+// resolveNeeded finds the stages the target needs and resolves what they read. ONBUILD
+// triggers are known only once a base image is resolved, and a trigger can read more
+// stages and images (ONBUILD COPY --from=...), so this repeats until nothing is added,
+// as BuildKit does.
+func (c *converter) resolveNeeded(ctx context.Context, target *stage) (map[*stage]bool, error) {
+	for {
+		needed := map[*stage]bool{}
+		markNeeded(target, needed)
+		c.resolveImages(ctx, needed)
+		grew := false
+		for _, s := range c.stages {
+			if !needed[s] || s.triggersInit {
+				continue
+			}
+			s.triggersInit = true
+			before := len(s.deps) + len(s.refs)
+			if err := c.initTriggers(s); err != nil {
+				return nil, err
+			}
+			grew = grew || len(s.deps)+len(s.refs) > before
+		}
+		if !grew {
+			return needed, nil
+		}
+	}
+}
+
+// resolveKey is the string handed to the resolver for from, "" when there is nothing
+// to resolve.
+func (c *converter) resolveKey(from copyFrom) string {
+	if from.image != "" {
+		return from.image
+	}
+	if from.named == "" {
+		return ""
+	}
+	v := c.opt.NamedContexts[from.named]
+	switch {
+	case strings.HasPrefix(v, llb.ImageScheme):
+		if ref := strings.TrimPrefix(v, llb.ImageScheme); ref != scratchName {
+			return ref
+		}
+	case strings.HasPrefix(v, llb.OCILayoutScheme):
+		return v
+	}
+	return ""
+}
+
 // resolveImages resolves every image the needed stages read, concurrently and once per
 // reference; failures are reported where the image is used.
 func (c *converter) resolveImages(ctx context.Context, needed map[*stage]bool) {
 	var refs []string
-	add := func(ref string) {
-		if !slices.Contains(refs, ref) {
+	add := func(from copyFrom) {
+		ref := c.resolveKey(from)
+		if _, done := c.images[ref]; ref != "" && !done && !slices.Contains(refs, ref) {
 			refs = append(refs, ref)
 		}
 	}
@@ -440,13 +673,12 @@ func (c *converter) resolveImages(ctx context.Context, needed map[*stage]bool) {
 		if !needed[s] {
 			continue
 		}
-		if s.base == nil && s.baseName != scratchName {
-			add(s.baseName)
+		add(s.from)
+		if s.replaced != "" {
+			add(copyFrom{named: s.replaced})
 		}
-		for _, cmd := range s.inst.Commands {
-			if cp, ok := cmd.(*instructions.CopyCommand); ok && c.froms[cp].image != "" {
-				add(c.froms[cp].image)
-			}
+		for _, r := range s.refs {
+			add(r)
 		}
 	}
 	results := make([]*baseImage, len(refs))
@@ -478,31 +710,162 @@ func (c *converter) resolve(ctx context.Context, ref string) *baseImage {
 	return bi
 }
 
-// dispatchStage lowers one stage: its base, then each instruction in order.
+// namedState is the filesystem and image config of the named context key. A local
+// directory has no config (nil).
+func (c *converter) namedState(key string, loc []parser.Range) (llb.State, *dockerspec.DockerOCIImage, error) {
+	v := c.opt.NamedContexts[key]
+	desc := "[context " + key + "] "
+	scheme, rest, _ := strings.Cut(v, "://")
+	switch scheme + "://" {
+	case llb.ImageScheme:
+		if rest == scratchName {
+			return llb.Scratch(), nil, nil
+		}
+		bi := c.images[rest]
+		if bi == nil {
+			return llb.State{}, nil, fmt.Errorf("named context %s=%s was not resolved", key, v)
+		}
+		if bi.err != nil {
+			return llb.State{}, nil, fmt.Errorf("resolving named context %s=%s: %w", key, v, bi.err)
+		}
+		img := cloneImage(bi.img)
+		if isLayerless(bi.img) {
+			return llb.Scratch(), &img, nil
+		}
+		st, err := llb.Image(bi.pinned, c.meta(desc+bi.pinned, loc))
+		return st, &img, err
+	case llb.OCILayoutScheme:
+		bi := c.images[v]
+		if bi == nil {
+			return llb.State{}, nil, fmt.Errorf("named context %s=%s was not resolved", key, v)
+		}
+		if bi.err != nil {
+			return llb.State{}, nil, fmt.Errorf("resolving named context %s=%s: %w", key, v, bi.err)
+		}
+		img := cloneImage(bi.img)
+		if isLayerless(bi.img) {
+			return llb.Scratch(), &img, nil
+		}
+		// The resolver pins the layout to a source identifier (oci-layout://...@sha256:...).
+		st, err := llb.Source(bi.pinned, nil, c.meta(desc+"OCI load from client", loc))
+		return st, &img, err
+	case llb.LocalScheme:
+		if rest == "" {
+			return llb.State{}, nil, fmt.Errorf("named context %s=%s: empty local name", key, v)
+		}
+		st, err := llb.Local(rest, llb.Meta{Description: desc + "load from client", IgnoreCache: c.opt.NoCache})
+		return st, nil, err
+	}
+	return llb.State{}, nil, fmt.Errorf("named context %s=%s: unsupported source (want docker-image://, oci-layout:// or local://)", key, v)
+}
+
+// namedBase is a named context as the base of a stage. A local directory becomes a
+// copy of it on scratch: a stage's filesystem is a layer stack, which a client
+// directory is not.
+func (c *converter) namedBase(key string, loc []parser.Range) (llb.State, dockerspec.DockerOCIImage, bool, error) {
+	st, img, err := c.namedState(key, loc)
+	if err != nil {
+		return llb.State{}, dockerspec.DockerOCIImage{}, false, err
+	}
+	if img != nil {
+		img.Created = nil
+		return st, *img, false, nil
+	}
+	base := emptyImage(c.opt.Platform)
+	if st.IsScratch() {
+		return st, base, false, nil
+	}
+	cp, err := llb.Scratch().Copy(st, llb.CopyAction{Src: []string{"."}, Dest: "/", FollowSymlinks: true},
+		c.meta("[context "+key+"] copy from client", loc))
+	return cp, base, true, err
+}
+
+// mountSource is the filesystem a RUN --mount from= (or COPY --from) names, for
+// stage s: the build context for "", an earlier stage, scratch, a named context or an
+// image (resolved by Convert beforehand, since it collects every from= of RUN --mount
+// and COPY --from). Errors do not repeat from's name as a prefix.
+func (c *converter) mountSource(s *stage, from string) (llb.State, error) {
+	if from == "" {
+		return c.context(), nil
+	}
+	src, err := c.copySource(from)
+	if err != nil {
+		return llb.State{}, err
+	}
+	return c.sourceState(s, src, from, "mounts")
+}
+
+// sourceState is the filesystem from names for stage s; verb says how s uses it, for
+// the error about a stage that is not lowered yet.
+func (c *converter) sourceState(s *stage, from copyFrom, name, verb string) (llb.State, error) {
+	switch {
+	case from.stage != nil:
+		if from.stage.index >= s.index || !from.stage.done {
+			return llb.State{}, fmt.Errorf("stage %q must be defined before the stage that %s it", name, verb)
+		}
+		return from.stage.state, nil
+	case from.scratch:
+		return llb.Scratch(), nil
+	case from.named != "":
+		st, _, err := c.namedState(from.named, s.loc)
+		return st, err
+	}
+	bi := c.images[from.image]
+	if bi == nil {
+		return llb.State{}, fmt.Errorf("image %q was not resolved before lowering", from.image)
+	}
+	if bi.err != nil {
+		msg := fmt.Sprintf("stage %q not found", name)
+		if alt := suggest(name, c.stageNames()); alt != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", alt)
+		}
+		return llb.State{}, fmt.Errorf("%s, and resolving it as an image: %w", msg, bi.err)
+	}
+	if isLayerless(bi.img) {
+		return llb.Scratch(), nil
+	}
+	return llb.Image(bi.pinned, c.meta("FROM "+bi.pinned, s.loc))
+}
+
+// dispatchStage lowers one stage: its base, the base's ONBUILD triggers, then each
+// instruction in order.
 func (c *converter) dispatchStage(s *stage) (err error) {
 	defer func() {
 		if err != nil {
 			err = c.locate(err, s.inst.Location, "FROM")
 		}
 	}()
+	s.loc = s.inst.Location
 	switch {
+	case s.replaced != "":
+		st, img, _, err := c.namedBase(s.replaced, s.inst.Location)
+		if err != nil {
+			return withWord(s.baseName, err)
+		}
+		s.state, s.img = st, img
+		s.hist = make([]digest.Digest, len(s.img.History))
 	case s.base != nil:
 		b := s.base
-		if len(b.img.Config.OnBuild) > 0 {
-			return withWord(s.baseName, fmt.Errorf("running ONBUILD triggers: %w", errNotSupported))
-		}
 		s.state, s.img = b.state, cloneImage(b.img)
 		s.hist, s.env, s.args = slices.Clone(b.hist), slices.Clone(b.env), slices.Clone(b.args)
-	case s.baseName == scratchName:
+		s.workdirSet = b.workdirSet
+	case s.from.scratch:
 		s.state = llb.Scratch()
 		s.img = emptyImage(c.opt.Platform)
+	case s.from.named != "":
+		st, img, copied, err := c.namedBase(s.from.named, s.inst.Location)
+		if err != nil {
+			return withWord(s.baseName, err)
+		}
+		s.state, s.img = st, img
+		s.hist = make([]digest.Digest, len(s.img.History))
+		if copied {
+			s.commit("FROM "+s.baseName+" # local context", st.Vertex().Digest())
+		}
 	default:
 		bi := c.images[s.baseName]
 		if bi.err != nil {
 			return withWord(s.baseName, fmt.Errorf("resolving image: %w", bi.err))
-		}
-		if len(bi.img.Config.OnBuild) > 0 {
-			return withWord(s.baseName, fmt.Errorf("running the image's ONBUILD triggers: %w", errNotSupported))
 		}
 		s.img = cloneImage(bi.img)
 		s.img.Created = nil
@@ -517,11 +880,26 @@ func (c *converter) dispatchStage(s *stage) (err error) {
 			s.state = st
 		}
 	}
+	// Triggers run once, in the first stage built on the base: BuildKit does not pass
+	// them on.
+	s.img.Config.OnBuild = nil
 	if s.base == nil {
 		if _, ok := lookupEnv(s.img.Config.Env, "PATH"); !ok {
 			s.img.Config.Env = append(s.img.Config.Env, "PATH="+defaultPathEnv)
 		}
 		s.env = slices.Clone(s.img.Config.Env)
+	}
+	if s.replaced != "" {
+		s.done = true
+		return nil
+	}
+	for _, t := range s.triggers {
+		s.onbuild = true
+		err := c.dispatch(s, t.cmd)
+		s.onbuild = false
+		if err != nil {
+			return c.triggerError(s, t.text, err)
+		}
 	}
 	for _, cmd := range s.inst.Commands {
 		if err := c.dispatch(s, cmd); err != nil {
@@ -581,6 +959,9 @@ func (s *stage) describe(text string) string {
 	prefix := "["
 	if s.display != "" {
 		prefix += s.display + " "
+	}
+	if s.onbuild {
+		text = "ONBUILD " + text
 	}
 	return fmt.Sprintf("%s%*d/%d] %s", prefix, len(strconv.Itoa(s.cmdTotal)), s.cmdIndex, s.cmdTotal, text)
 }

@@ -86,6 +86,7 @@ func caseOptions(t testing.TB, dir string) Options {
 	if dt, err := os.ReadFile(filepath.Join(dir, "target")); err == nil {
 		opt.Target = strings.TrimSpace(string(dt))
 	}
+	caseContextOptions(t, dir, &opt)
 	return opt
 }
 
@@ -399,13 +400,13 @@ func TestErrorFormat(t *testing.T) {
 }
 
 func TestConvertErrorFields(t *testing.T) {
-	_, err := Convert(t.Context(), []byte("FROM busybox\nRUN --mount=type=cache,target=/c \\\n  make\n"),
+	_, err := Convert(t.Context(), []byte("FROM busybox\nRUN --device=nvidia.com/gpu=all \\\n  make\n"),
 		Options{Resolver: &fakeResolver{}, Platform: testPlatform})
 	var fe *Error
 	if !errors.As(err, &fe) {
 		t.Fatalf("err = %v (%T), want *Error", err, err)
 	}
-	want := Error{File: "Dockerfile", Line: 2, EndLine: 3, Instruction: "RUN --mount", Err: errNotSupported}
+	want := Error{File: "Dockerfile", Line: 2, EndLine: 3, Instruction: "RUN --device", Err: errNotSupported}
 	if diff := cmp.Diff(want, *fe, cmpopts.EquateErrors()); diff != "" {
 		t.Errorf("error (-want +got):\n%s", diff)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 
 	"github.com/builderdev/builder/llb"
@@ -22,6 +24,7 @@ func (c *converter) dispatch(s *stage, cmd instructions.Command) (err error) {
 			err = c.locate(err, cmd.Location(), strings.ToUpper(cmd.Name()))
 		}
 	}()
+	s.loc = cmd.Location()
 	// Words expand with the environment before the instruction (ENV a=1 b=$a sees the
 	// old a, as in Docker). ARG expands its default itself: a --build-arg wins.
 	if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
@@ -34,6 +37,20 @@ func (c *converter) dispatch(s *stage, cmd instructions.Command) (err error) {
 			if err != nil {
 				return err
 			}
+		}
+	}
+	// COPY <<EOF contents expand unless the delimiter was quoted; quotes in the text
+	// are kept and the escape character is always a backslash, as in BuildKit.
+	if ex, ok := cmd.(instructions.SupportsSingleWordExpansionRaw); ok {
+		lex := shell.NewLex('\\')
+		lex.SkipProcessQuotes = true
+		env := shell.EnvsFromSlice(s.env)
+		err := ex.ExpandRaw(func(word string) (string, error) {
+			v, _, err := lex.ProcessWord(word, env)
+			return v, err
+		})
+		if err != nil {
+			return err
 		}
 	}
 
@@ -49,6 +66,9 @@ func (c *converter) dispatch(s *stage, cmd instructions.Command) (err error) {
 	case *instructions.EnvCommand:
 		parts := make([]string, 0, len(cmd.Env))
 		for _, kv := range cmd.Env {
+			if kv.NoDelim {
+				c.lint.Run(&linter.RuleLegacyKeyValueFormat, cmd.Location(), linter.RuleLegacyKeyValueFormat.Format(cmd.Name()))
+			}
 			s.env = setEnv(s.env, kv.Key, kv.Value)
 			s.img.Config.Env = setEnv(s.img.Config.Env, kv.Key, kv.Value)
 			parts = append(parts, kv.String())
@@ -65,6 +85,9 @@ func (c *converter) dispatch(s *stage, cmd instructions.Command) (err error) {
 		}
 		parts := make([]string, 0, len(cmd.Labels))
 		for _, kv := range cmd.Labels {
+			if kv.NoDelim {
+				c.lint.Run(&linter.RuleLegacyKeyValueFormat, cmd.Location(), linter.RuleLegacyKeyValueFormat.Format(cmd.Name()))
+			}
 			s.img.Config.Labels[kv.Key] = kv.Value
 			parts = append(parts, kv.String())
 		}
@@ -78,6 +101,7 @@ func (c *converter) dispatch(s *stage, cmd instructions.Command) (err error) {
 	case *instructions.CmdCommand:
 		args := cmd.CmdLine
 		if cmd.PrependShell {
+			c.lintShellForm(s, cmd)
 			args = withShell(s.img.Config.Shell, args)
 		}
 		s.img.Config.Cmd = args
@@ -86,6 +110,7 @@ func (c *converter) dispatch(s *stage, cmd instructions.Command) (err error) {
 	case *instructions.EntrypointCommand:
 		args := cmd.CmdLine
 		if cmd.PrependShell {
+			c.lintShellForm(s, cmd)
 			args = withShell(s.img.Config.Shell, args)
 		}
 		s.img.Config.Entrypoint = args
@@ -120,8 +145,8 @@ func (c *converter) dispatch(s *stage, cmd instructions.Command) (err error) {
 		s.img.Config.Healthcheck = &hc
 		s.commit(fmt.Sprintf("HEALTHCHECK %+v", hc), "")
 	case *instructions.OnbuildCommand:
-		// Recorded for images built FROM this one; running triggers is not supported yet
-		// (dispatchStage refuses a base that has them).
+		// Recorded for the first stage or image built FROM this one (see initTriggers);
+		// like BuildKit, no history entry.
 		s.img.Config.OnBuild = append(s.img.Config.OnBuild, cmd.Expression)
 	default:
 		return errNotSupported
@@ -132,6 +157,12 @@ func (c *converter) dispatch(s *stage, cmd instructions.Command) (err error) {
 var validSignal = regexp.MustCompile(`^([0-9]{1,2}|(?i:(SIG)?[A-Z][A-Z0-9]*([+-][0-9]+)?))$`)
 
 func (c *converter) dispatchWorkdir(s *stage, w *instructions.WorkdirCommand) error {
+	if !s.workdirSet && !path.IsAbs(w.Path) {
+		// BuildKit warns once per stage chain: the first WORKDIR should not depend on
+		// the base image's.
+		c.lint.Run(&linter.RuleWorkdirRelativePath, w.Location(), linter.RuleWorkdirRelativePath.Format(w.Path))
+	}
+	s.workdirSet = true
 	wd := w.Path
 	if !path.IsAbs(wd) {
 		wd = path.Join(workdir(s), wd)
@@ -271,4 +302,103 @@ func workdir(s *stage) string {
 		return wd
 	}
 	return "/"
+}
+
+// lintShellForm reports a shell-form CMD or ENTRYPOINT when no SHELL is set: the
+// process does not get signals.
+func (c *converter) lintShellForm(s *stage, cmd instructions.Command) {
+	if len(s.img.Config.Shell) == 0 {
+		c.lint.Run(&linter.RuleJSONArgsRecommended, cmd.Location(), linter.RuleJSONArgsRecommended.Format(cmd.Name()))
+	}
+}
+
+// trigger is one ONBUILD instruction of a stage's base, parsed for that stage.
+type trigger struct {
+	text string
+	cmd  instructions.Command
+}
+
+// initTriggers parses the ONBUILD triggers of s's base and links what they read. The
+// base is an earlier stage (its ONBUILD instructions), an image or a named context
+// (the config's OnBuild list, resolved by now). BuildKit runs them right after FROM,
+// in order, as if written there.
+func (c *converter) initTriggers(s *stage) error {
+	if s.replaced != "" {
+		return nil
+	}
+	var texts []string
+	switch {
+	case s.base != nil && s.base.replaced != "":
+		texts = c.configTriggers(copyFrom{named: s.base.replaced})
+	case s.base != nil:
+		for _, cmd := range s.base.inst.Commands {
+			if ob, ok := cmd.(*instructions.OnbuildCommand); ok {
+				texts = append(texts, ob.Expression)
+			}
+		}
+	default:
+		texts = c.configTriggers(s.from)
+	}
+	for _, text := range texts {
+		cmd, err := c.parseTrigger(s, text)
+		if err != nil {
+			return c.triggerError(s, text, err)
+		}
+		if err := c.linkCommand(s, cmd); err != nil {
+			return c.triggerError(s, text, err)
+		}
+		s.triggers = append(s.triggers, trigger{text: text, cmd: cmd})
+	}
+	s.cmdTotal += len(s.triggers)
+	return nil
+}
+
+// configTriggers is the OnBuild list of a resolved image or named context; nil when
+// it could not be resolved (dispatchStage reports that).
+func (c *converter) configTriggers(from copyFrom) []string {
+	bi := c.images[c.resolveKey(from)]
+	if bi == nil || bi.err != nil {
+		return nil
+	}
+	return bi.img.Config.OnBuild
+}
+
+// parseTrigger parses one trigger as an instruction located at s's FROM line.
+func (c *converter) parseTrigger(s *stage, text string) (instructions.Command, error) {
+	res, err := parser.Parse(strings.NewReader(text))
+	if err != nil {
+		return nil, err
+	}
+	if len(res.AST.Children) != 1 {
+		return nil, errors.New("a trigger must be a single instruction")
+	}
+	node := res.AST.Children[0]
+	node.StartLine, node.EndLine = lineRange(s.inst.Location)
+	v, err := instructions.ParseInstructionWithLinter(node, c.lint)
+	if err != nil {
+		return nil, err
+	}
+	cmd, ok := v.(instructions.Command)
+	if !ok {
+		return nil, fmt.Errorf("%s isn't allowed as an ONBUILD trigger", strings.ToUpper(node.Value))
+	}
+	return cmd, nil
+}
+
+// triggerError reports err of a trigger at s's FROM line, naming the trigger.
+func (c *converter) triggerError(s *stage, text string, err error) error {
+	var fe *Error
+	var le *parser.LocationError
+	switch {
+	case errors.As(err, &fe):
+		err = fe.Err
+		if fe.Instruction != "" {
+			err = fmt.Errorf("%s: %w", fe.Instruction, fe.Err)
+		}
+	case errors.As(err, &le):
+		err = le.Unwrap()
+	}
+	start, end := lineRange(s.inst.Location)
+	return &Error{File: c.file, Line: start, EndLine: end, Instruction: "FROM " + s.baseName,
+		Err: fmt.Errorf("ONBUILD trigger %q: %w", text, err)}
 }

@@ -434,6 +434,9 @@ func parseBuildArgs(in []string) (map[string]string, error) {
 type registryResolver struct{ c *registry.Client }
 
 func (r registryResolver) ResolveImageConfig(ctx context.Context, ref string) (string, []byte, error) {
+	if strings.HasPrefix(ref, registry.OCILayoutScheme) {
+		return registry.ResolveOCILayout(ctx, ref)
+	}
 	res, err := r.c.Resolve(ctx, ref)
 	if err != nil {
 		return "", nil, err

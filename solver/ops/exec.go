@@ -2,7 +2,9 @@ package ops
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -12,16 +14,45 @@ import (
 	"github.com/builderdev/builder/solver"
 	"github.com/builderdev/builder/worker"
 	"github.com/builderdev/builder/worker/diff"
+	"github.com/builderdev/builder/worker/fscopy"
 )
 
 // execOp runs a process over an overlay of its root input; the overlay's upper dir is
-// the new layer.
+// the new layer. RUN --mount mounts are set up around the process and never reach it.
 type execOp struct {
-	d  Deps
-	op *llb.ExecOp
+	d      Deps
+	op     *llb.ExecOp
+	hasher fscopy.Hasher
 }
 
-func (*execOp) CacheKey(context.Context, []solver.Result) (digest.Digest, error) { return "", nil }
+// CacheKey adds checksums of the build context bound into the sandbox: the op's digest
+// names the local source, not its content. Layer inputs are in the key already.
+func (o *execOp) CacheKey(ctx context.Context, inputs []solver.Result) (digest.Digest, error) {
+	var sums []string
+	for _, m := range o.op.Mounts {
+		if m.Type != llb.MountBind || m.Input == llb.NoInput {
+			continue
+		}
+		src := inputs[m.Input].Ref
+		if src.LocalDir == "" {
+			continue
+		}
+		sum, err := o.hasher.Checksum(ctx, src.LocalDir, fscopy.ChecksumOptions{
+			Src:            []string{mountSource(m)},
+			FollowSymlinks: true,
+			SourceName:     contextSourceName,
+			Ignore:         src.LocalIgnore,
+		})
+		if err != nil {
+			return "", fmt.Errorf("mounting %s: %w", mountName(m), err)
+		}
+		sums = append(sums, m.Target+" "+sum.String())
+	}
+	if len(sums) == 0 {
+		return "", nil
+	}
+	return digest.FromString(strings.Join(sums, "\n")), nil
+}
 
 func (o *execOp) Exec(ctx context.Context, inputs []solver.Result, logs io.Writer) (cache.Ref, error) {
 	base := inputRef(inputs, o.op.Root).Ref
@@ -30,20 +61,57 @@ func (o *execOp) Exec(ctx context.Context, inputs []solver.Result, logs io.Write
 		return cache.Ref{}, err
 	}
 	defer a.Discard(ctx)
+	rm, err := o.setupMounts(ctx, a.Root(), inputs)
+	if err != nil {
+		return cache.Ref{}, err
+	}
+	defer rm.release()
+	env := o.op.Env
+	for _, kv := range rm.env {
+		env = setEnv(env, kv)
+	}
 	err = o.d.Executor.Run(ctx, worker.ExecSpec{
 		Rootfs:  a.Root(),
 		Args:    o.op.Args,
-		Env:     o.op.Env,
+		Env:     env,
 		Cwd:     o.op.Cwd,
 		User:    o.op.User,
 		Network: o.op.Network,
 		Stdout:  logs,
 		Stderr:  logs,
+		Mounts:  rm.mounts,
 	})
+	// Secrets leave the disk and cache locks go to the next user as soon as the
+	// process is gone, whatever its exit.
+	if relErr := rm.release(); err == nil {
+		err = relErr
+	}
 	if err != nil {
 		return cache.Ref{}, err
 	}
+	// Through the mounted overlay, so the mount points vanish from the upper dir.
+	if err := rm.points.removeStubs(a.Root()); err != nil {
+		return cache.Ref{}, err
+	}
+	if err := a.Unmount(ctx); err != nil {
+		return cache.Ref{}, err
+	}
+	if err := rm.points.prune(a.UpperDir()); err != nil {
+		return cache.Ref{}, err
+	}
 	return commit(ctx, o.d, a, base)
+}
+
+// setEnv returns env with kv ("KEY=value") replacing any earlier KEY, as a copy.
+func setEnv(env []string, kv string) []string {
+	k, _, _ := strings.Cut(kv, "=")
+	out := make([]string, 0, len(env)+1)
+	for _, e := range env {
+		if ek, _, _ := strings.Cut(e, "="); ek != k {
+			out = append(out, e)
+		}
+	}
+	return append(out, kv)
 }
 
 // commit turns an active snapshot's upper dir into a layer on top of base. A step that

@@ -37,12 +37,16 @@ func (o *fileOp) CacheKey(ctx context.Context, inputs []solver.Result) (digest.D
 			continue
 		}
 		// Context files are copied as 0:0, so who owns them on this machine must not
-		// change the key.
+		// change the key. AutoExtract is left out: it changes how the files are
+		// written, not which are read, and the op digest has it.
 		sum, err := o.hasher.Checksum(ctx, src.LocalDir, fscopy.ChecksumOptions{
 			Src:            a.Copy.Src,
 			AllowWildcard:  a.Copy.AllowWildcard,
 			FollowSymlinks: a.Copy.FollowSymlinks,
 			SourceName:     contextSourceName,
+			Ignore:         src.LocalIgnore,
+			Exclude:        a.Copy.Exclude,
+			Parents:        a.Copy.Parents,
 		})
 		if err != nil {
 			return "", err
@@ -68,6 +72,11 @@ func (o *fileOp) Exec(ctx context.Context, inputs []solver.Result, _ io.Writer) 
 			m := act.Mkdir
 			err = fscopy.Mkdir(ctx, a.Root(), fscopy.MkdirOptions{
 				Path: m.Path, Mode: os.FileMode(m.Mode), MakeParents: m.MakeParents, Chown: owner(m.Chown),
+			})
+		case act.Mkfile != nil:
+			m := act.Mkfile
+			err = fscopy.Mkfile(ctx, a.Root(), fscopy.MkfileOptions{
+				Path: m.Path, Data: m.Data, Mode: os.FileMode(m.Mode), Chown: owner(m.Chown),
 			})
 		case act.Copy != nil:
 			err = o.copy(ctx, a.Root(), inputs[act.Copy.From].Ref, act.Copy)
@@ -98,6 +107,10 @@ func (o *fileOp) copy(ctx context.Context, dst string, src cache.Ref, c *llb.Cop
 		FollowSymlinks: c.FollowSymlinks,
 		PreserveOwner:  src.LocalDir == "",
 		SourceName:     srcName,
+		Ignore:         src.LocalIgnore,
+		Exclude:        c.Exclude,
+		Parents:        c.Parents,
+		AutoExtract:    c.AutoExtract,
 	}
 	if c.Mode != nil {
 		m := os.FileMode(*c.Mode)

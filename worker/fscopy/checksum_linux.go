@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -53,44 +52,34 @@ type entry struct {
 }
 
 // Checksum is the package-level Checksum with h's stat cache and concurrency, and the
-// choices of opt.
+// choices of opt. Entries that Ignore or Exclude leave out, and for Parents entries no
+// pattern selects, are not read: changing them does not change the sum.
 func (h *Hasher) Checksum(ctx context.Context, srcRoot string, opt ChecksumOptions) (digest.Digest, error) {
 	root, err := cleanRoot(srcRoot)
 	if err != nil {
 		return "", fmt.Errorf("resolving source root: %w", err)
 	}
-	srcs, err := expandSources(root, opt.Src, opt.AllowWildcard, opt.FollowSymlinks, opt.SourceName)
+	srcs, err := expandSources(ctx, root, expandOptions{
+		src: opt.Src, wildcard: opt.AllowWildcard, follow: opt.FollowSymlinks, parents: opt.Parents,
+		name: opt.SourceName, ignore: opt.Ignore, exclude: opt.Exclude,
+	})
 	if err != nil {
 		return "", err
 	}
 
-	var entries []*entry
-	links := map[devIno]string{}
+	v := &hashVisitor{links: map[devIno]string{}, withOwner: opt.IncludeOwner}
 	for i, s := range srcs {
 		// The source's own path names the result when it goes into a directory, and a
-		// wildcard's matches are not in the op definition: hash it.
-		entries = append(entries, &entry{path: s.rel, typ: 's'})
-		prefix := strconv.Itoa(i) + ":"
-		err := walk(ctx, s.path, ".", s.info, func(abs, rel string, fi os.FileInfo) error {
-			e, err := newEntry(abs, rel, fi, opt.IncludeOwner)
-			if err != nil {
-				return err
-			}
-			if e.typ == 'f' && e.st.Nlink > 1 {
-				k := devIno{dev: e.st.Dev, ino: e.st.Ino}
-				if first, ok := links[k]; ok {
-					e.typ, e.link, e.size = 'h', first, 0
-				} else {
-					links[k] = prefix + rel
-				}
-			}
-			entries = append(entries, e)
-			return nil
-		})
-		if err != nil {
+		// wildcard's matches are not in the op definition: hash it. A --parents source
+		// also names the pattern its entries matched.
+		v.entries = append(v.entries, &entry{path: s.rel, typ: 's', link: s.pattern})
+		v.prefix = strconv.Itoa(i) + ":"
+		w := walker{sel: s.sel, v: v}
+		if err := w.walkSource(ctx, s.path, s.info, s.at); err != nil {
 			return "", fmt.Errorf("hashing %s: %w", s.rel, err)
 		}
 	}
+	entries := v.entries
 	if err := h.hashContents(ctx, entries); err != nil {
 		return "", err
 	}
@@ -107,33 +96,32 @@ func (h *Hasher) Checksum(ctx context.Context, srcRoot string, opt ChecksumOptio
 	return d.Digest(), nil
 }
 
-// walk visits p and, for a directory, everything below it in name order, without
-// following symlinks.
-func walk(ctx context.Context, p, rel string, fi os.FileInfo, fn func(abs, rel string, fi os.FileInfo) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := fn(p, rel, fi); err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return nil
-	}
-	children, err := os.ReadDir(p)
+// hashVisitor records the entries a walker selects.
+type hashVisitor struct {
+	entries   []*entry
+	links     map[devIno]string
+	prefix    string
+	withOwner bool
+}
+
+func (v *hashVisitor) enter(abs, rel string, fi os.FileInfo) error {
+	e, err := newEntry(abs, rel, fi, v.withOwner)
 	if err != nil {
 		return err
 	}
-	for _, c := range children {
-		cfi, err := c.Info()
-		if err != nil {
-			return err
-		}
-		if err := walk(ctx, filepath.Join(p, c.Name()), filepath.Join(rel, c.Name()), cfi, fn); err != nil {
-			return err
+	if e.typ == 'f' && e.st.Nlink > 1 {
+		k := devIno{dev: e.st.Dev, ino: e.st.Ino}
+		if first, ok := v.links[k]; ok {
+			e.typ, e.link, e.size = 'h', first, 0
+		} else {
+			v.links[k] = v.prefix + rel
 		}
 	}
+	v.entries = append(v.entries, e)
 	return nil
 }
+
+func (v *hashVisitor) leave(string, string, os.FileInfo) error { return nil }
 
 func newEntry(abs, rel string, fi os.FileInfo, withOwner bool) (*entry, error) {
 	st, ok := fi.Sys().(*syscall.Stat_t)

@@ -33,6 +33,14 @@ import (
 //     existing symlink to a directory inside dstRoot is merged into, so copying "lib/"
 //     onto a usr-merged image works.
 //
+// Ignore patterns hide entries of srcRoot everywhere (see CopyOptions.Ignore). Exclude
+// patterns are matched, as BuildKit's copy does, against paths relative to each
+// expanded source (a directory source's entries; never the source itself). With
+// Parents every source is split at its first "/./" (at the root without one) into a
+// directory and a pattern below it; what the pattern matches is copied into Dest with
+// its path below that directory, parents included. With AutoExtract a source file that
+// is a tar archive is unpacked into Dest (see extract).
+//
 // Paths are resolved inside their roots; "../x" stays inside srcRoot.
 func Copy(ctx context.Context, srcRoot, dstRoot string, opt CopyOptions) error {
 	var err error
@@ -54,16 +62,34 @@ func Copy(ctx context.Context, srcRoot, dstRoot string, opt CopyOptions) error {
 		m := permBits(*opt.Mode)
 		c.mode = &m
 	}
-	srcs, err := expandSources(srcRoot, opt.Src, opt.AllowWildcard, opt.FollowSymlinks, opt.SourceName)
+	srcs, err := expandSources(ctx, srcRoot, expandOptions{
+		src: opt.Src, wildcard: opt.AllowWildcard, follow: opt.FollowSymlinks, parents: opt.Parents,
+		name: opt.SourceName, ignore: opt.Ignore, exclude: opt.Exclude,
+	})
 	if err != nil {
 		return err
 	}
 	if len(srcs) == 0 {
+		if opt.Parents && len(opt.Src) > 0 {
+			return nil // --parents wildcards may match nothing, as in BuildKit
+		}
 		return errors.New("copying: no source files were specified")
 	}
 	dest := inRoot(opt.Dest)
 	intoDir := strings.HasSuffix(opt.Dest, "/") || len(srcs) > 1
 	for _, s := range srcs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if opt.AutoExtract && s.info.Mode().IsRegular() {
+			done, err := c.extract(ctx, s.path, dest)
+			if err != nil {
+				return fmt.Errorf("extracting %s to %s: %w", s.rel, dest, err)
+			}
+			if done {
+				continue
+			}
+		}
 		if err := c.copySource(ctx, s, dest, intoDir); err != nil {
 			return fmt.Errorf("copying %s to %s: %w", s.rel, dest, err)
 		}
@@ -86,6 +112,14 @@ type copier struct {
 
 // copySource copies one expanded source to dest (cleaned, inside dstRoot).
 func (c *copier) copySource(ctx context.Context, s source, dest string, intoDir bool) error {
+	v := &copyVisitor{c: c, dirs: map[string]string{}}
+	if s.contents {
+		// A --parents source: as in BuildKit, Dest is made first, 0755 and owned like
+		// the copy, and keeps its metadata.
+		if err := c.mkdirAll(dest, 0o755, c.defaultOwner()); err != nil {
+			return err
+		}
+	}
 	if s.info.IsDir() {
 		target, fi, err := c.resolveTarget(dest)
 		if err != nil {
@@ -96,14 +130,16 @@ func (c *copier) copySource(ctx context.Context, s source, dest string, intoDir 
 			if err := c.mkdirAll(filepath.Dir(c.show(target)), 0o755, c.defaultOwner()); err != nil {
 				return err
 			}
-			return c.copyNode(ctx, s.path, target, s.info)
 		case fi.IsDir():
-			return c.copyContents(ctx, s.path, target)
+			// Dest keeps its own metadata.
+			v.rootExists = true
 		default:
 			return fmt.Errorf("destination %s exists and is not a directory", dest)
 		}
+		v.root = target
+		w := walker{sel: s.sel, v: v}
+		return w.walkSource(ctx, s.path, s.info, s.at)
 	}
-	var target string
 	if intoDir {
 		if err := c.mkdirAll(dest, 0o755, c.defaultOwner()); err != nil {
 			return err
@@ -115,20 +151,65 @@ func (c *copier) copySource(ctx context.Context, s source, dest string, intoDir 
 		if fi == nil || !fi.IsDir() {
 			return fmt.Errorf("destination %s is not a directory", dest)
 		}
-		target = filepath.Join(dir, filepath.Base(s.rel))
+		v.root = filepath.Join(dir, filepath.Base(s.rel))
 	} else {
 		t, fi, err := c.resolveTarget(dest)
 		if err != nil {
 			return err
 		}
-		target = t
+		v.root = t
 		if fi != nil && fi.IsDir() {
-			target = filepath.Join(t, filepath.Base(s.rel))
+			v.root = filepath.Join(t, filepath.Base(s.rel))
 		} else if err := c.mkdirAll(filepath.Dir(c.show(t)), 0o755, c.defaultOwner()); err != nil {
 			return err
 		}
 	}
-	return c.copyNode(ctx, s.path, target, s.info)
+	return v.enter(s.path, ".", s.info)
+}
+
+// copyVisitor writes the entries a walker selects. Each directory's target is kept
+// until its children are done: a symlink to a directory in the destination may have
+// redirected it.
+type copyVisitor struct {
+	c *copier
+	// root is the target of the source itself; rootExists says it is an existing
+	// directory whose metadata stays.
+	root       string
+	rootExists bool
+	dirs       map[string]string
+}
+
+func (v *copyVisitor) enter(abs, rel string, fi os.FileInfo) error {
+	dst := v.root
+	if rel != "." {
+		dst = filepath.Join(v.dirs[filepath.Dir(rel)], filepath.Base(rel))
+	}
+	if !fi.IsDir() {
+		return v.c.copyNode(abs, dst, fi)
+	}
+	if rel == "." && v.rootExists {
+		v.dirs[rel] = dst
+		return nil
+	}
+	d, err := v.c.makeDir(dst)
+	if err != nil {
+		return err
+	}
+	v.dirs[rel] = d
+	return nil
+}
+
+func (v *copyVisitor) leave(abs, rel string, fi os.FileInfo) error {
+	dst := v.dirs[rel]
+	delete(v.dirs, rel)
+	if rel == "." && v.rootExists {
+		return nil
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("reading %s: no stat data", abs)
+	}
+	return v.c.applyMeta(abs, dst, fi, st)
 }
 
 // resolveTarget resolves dest inside dstRoot. The directories above it are followed; the
@@ -195,29 +276,31 @@ func (c *copier) mkdirAll(dir string, mode uint32, owner ids) error {
 	return mkdirAll(c.dstRoot, dir, mode, owner)
 }
 
-// copyContents copies the entries of directory src into the existing directory dst.
-func (c *copier) copyContents(ctx context.Context, src, dst string) error {
-	entries, err := os.ReadDir(src)
+// makeDir makes dst a directory to copy into: an existing directory (or symlink to one
+// inside dstRoot) is merged into, a missing one is created (its metadata comes when the
+// walk leaves it), anything else is an error. It returns the directory to write in.
+func (c *copier) makeDir(dst string) (string, error) {
+	existing, err := os.Lstat(dst)
+	if isNotExist(err) {
+		return dst, os.Mkdir(dst, 0o700)
+	}
 	if err != nil {
-		return err
+		return "", err
 	}
-	for _, e := range entries {
-		fi, err := e.Info()
-		if err != nil {
-			return err
-		}
-		if err := c.copyNode(ctx, filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), fi); err != nil {
-			return err
+	if existing.Mode()&os.ModeSymlink != 0 {
+		if dir, _, ok := c.followDirLink(dst); ok {
+			return dir, nil
 		}
 	}
-	return nil
+	if !existing.IsDir() {
+		return "", fmt.Errorf("cannot replace non-directory %s with a directory", c.show(dst))
+	}
+	return dst, nil
 }
 
-// copyNode copies src (described by fi, not followed) to dst, whose parent exists.
-func (c *copier) copyNode(ctx context.Context, src, dst string, fi os.FileInfo) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+// copyNode copies the non-directory src (described by fi, not followed) to dst, whose
+// parent exists.
+func (c *copier) copyNode(src, dst string, fi os.FileInfo) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return fmt.Errorf("reading %s: no stat data", src)
@@ -226,31 +309,7 @@ func (c *copier) copyNode(ctx context.Context, src, dst string, fi os.FileInfo) 
 	if err != nil && !isNotExist(err) {
 		return err
 	}
-	if err != nil {
-		existing = nil
-	}
-
-	if fi.IsDir() {
-		if existing != nil && existing.Mode()&os.ModeSymlink != 0 {
-			if dir, dfi, ok := c.followDirLink(dst); ok {
-				dst, existing = dir, dfi
-			}
-		}
-		switch {
-		case existing == nil:
-			if err := os.Mkdir(dst, 0o700); err != nil {
-				return err
-			}
-		case !existing.IsDir():
-			return fmt.Errorf("cannot replace non-directory %s with a directory", c.show(dst))
-		}
-		if err := c.copyContents(ctx, src, dst); err != nil {
-			return err
-		}
-		return c.applyMeta(src, dst, fi, st)
-	}
-
-	if existing != nil {
+	if err == nil {
 		if existing.IsDir() {
 			return fmt.Errorf("cannot replace directory %s with a non-directory", c.show(dst))
 		}

@@ -1,5 +1,7 @@
-// Package fscopy carries out the Dockerfile's COPY and mkdir on real directories, and
-// computes the content checksums that make their cache keys.
+// Package fscopy carries out the Dockerfile's COPY, ADD of local archives, mkdir and
+// inline files (heredocs) on real directories, and computes the content checksums that
+// make their cache keys. Copy and Checksum share one walk (select_linux.go), so
+// .dockerignore patterns, --exclude and --parents select the same entries in both.
 //
 // Both roots are plain host directories: the source is the build context or a read-only
 // view of another stage, the destination the mounted upper/overlay of the step being

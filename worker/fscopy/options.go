@@ -43,17 +43,24 @@ type CopyOptions struct {
 	// "!" exceptions: matching paths behave as if they did not exist (a source naming
 	// only ignored paths is a NotFoundError).
 	Ignore []string
-	// Exclude are COPY --exclude patterns, matched against each entry's path relative to
-	// the source root; matching entries (and everything under a matching directory)
-	// are skipped, but a source matching nothing after exclusion is not an error.
+	// Exclude are COPY --exclude patterns (patternmatcher syntax, "!" exceptions and
+	// "**" included). As in BuildKit's copy they are matched against each entry's path
+	// relative to the source being copied: for a directory source (or each directory a
+	// wildcard matches) its entries, "*.go" meaning the .go files at its top; for a
+	// --parents source the paths kept under Dest. The source itself is never excluded.
+	// Matching entries (and everything under a matching directory, unless an exception
+	// re-includes it) are skipped; a source left empty is not an error.
 	Exclude []string
 	// Parents (COPY --parents) keeps each source's directory path below the source root
-	// under Dest; a "/./" in a source path marks where the kept part starts.
+	// under Dest; a "/./" in a source path marks where the kept part starts. As in
+	// BuildKit, Dest is always a directory then, and a source with wildcards may match
+	// nothing.
 	Parents bool
 	// AutoExtract (ADD) unpacks a source file that is a tar archive, plain or compressed
 	// with gzip, bzip2, xz or zstd (detected by content, not name), into Dest as a
 	// directory; other files are copied as usual. Entries keep their owners and modes
-	// unless Chown/Mode are set; paths cannot leave Dest.
+	// unless Chown/Mode are set; paths cannot leave Dest. Files inside a copied
+	// directory are never unpacked.
 	AutoExtract bool
 }
 

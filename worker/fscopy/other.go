@@ -19,6 +19,11 @@ func Mkdir(ctx context.Context, dstRoot string, opt MkdirOptions) error {
 	return errors.ErrUnsupported
 }
 
+// Mkfile is implemented on Linux only.
+func Mkfile(ctx context.Context, root string, opt MkfileOptions) error {
+	return errors.ErrUnsupported
+}
+
 // Checksum is implemented on Linux only.
 func Checksum(ctx context.Context, srcRoot string, src []string, allowWildcard, followSymlinks bool) (digest.Digest, error) {
 	return "", errors.ErrUnsupported

@@ -1,10 +1,12 @@
 package fscopy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -20,6 +22,13 @@ type source struct {
 	// path is where the entry lives on the host, resolved inside the root.
 	path string
 	info os.FileInfo
+	// sel picks what is copied below the source and at is the source's place for it.
+	sel *selector
+	at  pos
+	// pattern is the --parents pattern below rel; contents reports a --parents source,
+	// a directory whose selected contents always go into Dest.
+	pattern  string
+	contents bool
 }
 
 // cleanRoot makes a root absolute and free of symlinks, as securejoin requires.
@@ -57,42 +66,175 @@ func isNotExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
+// expandOptions are the choices of CopyOptions and ChecksumOptions that pick sources.
+type expandOptions struct {
+	src      []string
+	wildcard bool
+	follow   bool
+	parents  bool
+	name     string
+	ignore   []string
+	exclude  []string
+}
+
 // expandSources turns the Dockerfile's source list into entries of root, in order,
-// expanding wildcards (matches sorted by name).
-func expandSources(root string, srcs []string, wildcard, follow bool, name string) ([]source, error) {
+// expanding wildcards (matches sorted by name). Ignored entries do not exist for it: a
+// source naming only ignored paths is a NotFoundError.
+func expandSources(ctx context.Context, root string, o expandOptions) ([]source, error) {
+	base, err := newSelector(o.ignore, nil, o.exclude)
+	if err != nil {
+		return nil, err
+	}
 	var out []source
-	for _, s := range srcs {
-		rel := inRoot(s)
-		rels := []string{rel}
-		if wildcard && hasWildcard(rel) {
-			m, err := glob(root, rel)
+	for _, s := range o.src {
+		if o.parents {
+			srcs, err := expandParents(ctx, root, s, base, o)
 			if err != nil {
-				return nil, fmt.Errorf("matching %q: %w", s, err)
+				return nil, err
 			}
-			if len(m) == 0 {
-				return nil, &NotFoundError{Path: s, Source: name}
-			}
-			rels = m
+			out = append(out, srcs...)
+			continue
 		}
-		for _, r := range rels {
-			p, err := resolveEntry(root, r, follow)
-			if err != nil && !isNotExist(err) {
+		rel := inRoot(s)
+		if !o.wildcard || !hasWildcard(rel) {
+			src, ok, err := lookup(ctx, root, rel, o.follow, base)
+			if err != nil {
 				return nil, fmt.Errorf("resolving %q: %w", s, err)
 			}
-			var fi os.FileInfo
-			if err == nil {
-				fi, err = os.Lstat(p)
+			if !ok {
+				return nil, &NotFoundError{Path: s, Source: o.name}
 			}
-			if isNotExist(err) {
-				return nil, &NotFoundError{Path: s, Source: name}
-			}
+			out = append(out, src)
+			continue
+		}
+		m, err := glob(root, rel)
+		if err != nil {
+			return nil, fmt.Errorf("matching %q: %w", s, err)
+		}
+		n := len(out)
+		for _, r := range m {
+			src, ok, err := lookup(ctx, root, r, o.follow, base)
 			if err != nil {
-				return nil, fmt.Errorf("reading %q: %w", s, err)
+				return nil, fmt.Errorf("resolving %q: %w", s, err)
 			}
-			out = append(out, source{rel: r, path: p, info: fi})
+			if ok {
+				out = append(out, src)
+			}
+		}
+		if len(out) == n {
+			return nil, &NotFoundError{Path: s, Source: o.name}
 		}
 	}
 	return out, nil
+}
+
+// expandParents expands one --parents source as BuildKit does: the part before the
+// first "/./" (the whole root without one) is the directory copied, with wildcards
+// expanded, and the rest is an include pattern below it, so that matches keep their
+// path from there. A source without wildcards must exist; one with wildcards may match
+// nothing.
+func expandParents(ctx context.Context, root, s string, base *selector, o expandOptions) ([]source, error) {
+	dir, pattern, ok := strings.Cut(s, "/./")
+	if !ok {
+		dir, pattern = "/", s
+	}
+	dir = inRoot(dir)
+	pattern = strings.TrimPrefix(inRoot(pattern), "/")
+	sel := *base
+	if pattern != "" {
+		var err error
+		if sel.include, err = newMatcher([]string{pattern}, false); err != nil {
+			return nil, fmt.Errorf("reading %q: %w", s, err)
+		}
+	}
+	dirs := []string{dir}
+	wild := o.wildcard && (hasWildcard(dir) || hasWildcard(pattern))
+	if o.wildcard && hasWildcard(dir) {
+		m, err := glob(root, dir)
+		if err != nil {
+			return nil, fmt.Errorf("matching %q: %w", s, err)
+		}
+		dirs = m
+	} else if !wild {
+		_, ok, err := lookup(ctx, root, path.Join(dir, pattern), o.follow, base)
+		if err != nil {
+			return nil, fmt.Errorf("resolving %q: %w", s, err)
+		}
+		if !ok {
+			return nil, &NotFoundError{Path: s, Source: o.name}
+		}
+	}
+	var out []source
+	for _, d := range dirs {
+		src, ok, err := lookup(ctx, root, d, true, &sel)
+		if err != nil {
+			return nil, fmt.Errorf("resolving %q: %w", s, err)
+		}
+		if !ok || !src.info.IsDir() {
+			continue
+		}
+		src.pattern, src.contents = pattern, true
+		out = append(out, src)
+	}
+	return out, nil
+}
+
+// lookup finds rel (cleaned, absolute inside root) as the ignore patterns of sel let it
+// be seen: the entry must be visible, and so must every symlink the path goes through,
+// since an ignored symlink is not in the context to be followed.
+func lookup(ctx context.Context, root, rel string, follow bool, sel *selector) (source, bool, error) {
+	p, err := resolveEntry(root, rel, follow)
+	if isNotExist(err) {
+		return source{}, false, nil
+	}
+	if err != nil {
+		return source{}, false, err
+	}
+	fi, err := os.Lstat(p)
+	if isNotExist(err) {
+		return source{}, false, nil
+	}
+	if err != nil {
+		return source{}, false, err
+	}
+	if sel.ignore != nil {
+		parts := splitRel(strings.TrimPrefix(rel, "/"))
+		for i := range parts {
+			if i == len(parts)-1 && !follow {
+				break
+			}
+			q, err := resolveEntry(root, "/"+strings.Join(parts[:i+1], "/"), false)
+			if err != nil {
+				return source{}, false, err
+			}
+			qfi, err := os.Lstat(q)
+			if err != nil || qfi.Mode()&os.ModeSymlink == 0 {
+				continue
+			}
+			if ok, err := sel.visible(ctx, q, rootRel(root, q), false); err != nil || !ok {
+				return source{}, false, err
+			}
+		}
+	}
+	rr := rootRel(root, p)
+	if ok, err := sel.visible(ctx, p, rr, fi.IsDir()); err != nil || !ok {
+		return source{}, false, err
+	}
+	at, err := sel.sourcePos(rr)
+	if err != nil {
+		return source{}, false, err
+	}
+	return source{rel: rel, path: p, info: fi, sel: sel, at: at}, true, nil
+}
+
+// rootRel is p's path relative to root as patterns see it: slash-separated, "" for
+// the root itself.
+func rootRel(root, p string) string {
+	r, err := filepath.Rel(root, p)
+	if err != nil || r == "." {
+		return ""
+	}
+	return filepath.ToSlash(r)
 }
 
 // hasWildcard reports whether p holds an unescaped filepath.Match metacharacter.

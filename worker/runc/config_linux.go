@@ -3,13 +3,17 @@
 package runc
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"path"
 
 	"github.com/opencontainers/cgroups"
 	devices "github.com/opencontainers/cgroups/devices/config"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
+
+	"github.com/builderdev/builder/worker"
 )
 
 // Network modes, the values of llb.NetworkHost and llb.NetworkNone (worker may not
@@ -97,6 +101,7 @@ type sandboxConfig struct {
 	hostnameFile string // host file bind-mounted onto /etc/hostname
 	resolvConf   string // host files bind-mounted onto /etc/resolv.conf and /etc/hosts
 	hosts        string
+	mounts       []worker.Mount // the spec's extra mounts, after the standard ones
 }
 
 // newConfig returns the libcontainer config of one sandbox.
@@ -134,6 +139,25 @@ func newConfig(sc sandboxConfig) (*configs.Config, error) {
 	hard := min(uint64(1<<20), rlimit.Max)
 	soft := min(uint64(1024), hard)
 
+	mounts := []*configs.Mount{
+		{Source: "proc", Destination: "/proc", Device: "proc", Flags: noExecSuidDev},
+		{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
+		{Source: "devpts", Destination: "/dev/pts", Device: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+		{Source: "shm", Destination: "/dev/shm", Device: "tmpfs", Flags: noExecSuidDev, Data: "mode=1777,size=65536k"},
+		{Source: "mqueue", Destination: "/dev/mqueue", Device: "mqueue", Flags: noExecSuidDev},
+		{Source: "sysfs", Destination: "/sys", Device: "sysfs", Flags: noExecSuidDev | unix.MS_RDONLY},
+		{Source: sc.resolvConf, Destination: "/etc/resolv.conf", Device: "bind", Flags: roBind},
+		{Source: sc.hosts, Destination: "/etc/hosts", Device: "bind", Flags: roBind},
+		{Source: sc.hostnameFile, Destination: "/etc/hostname", Device: "bind", Flags: roBind},
+	}
+	for _, m := range sc.mounts {
+		cm, err := extraMount(m)
+		if err != nil {
+			return nil, err
+		}
+		mounts = append(mounts, cm)
+	}
+
 	return &configs.Config{
 		Rootfs:          sc.rootfs,
 		Hostname:        sc.hostname,
@@ -145,17 +169,7 @@ func newConfig(sc sandboxConfig) (*configs.Config, error) {
 			Effective: defaultCaps,
 			Permitted: defaultCaps,
 		},
-		Mounts: []*configs.Mount{
-			{Source: "proc", Destination: "/proc", Device: "proc", Flags: noExecSuidDev},
-			{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
-			{Source: "devpts", Destination: "/dev/pts", Device: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=0620,gid=5"},
-			{Source: "shm", Destination: "/dev/shm", Device: "tmpfs", Flags: noExecSuidDev, Data: "mode=1777,size=65536k"},
-			{Source: "mqueue", Destination: "/dev/mqueue", Device: "mqueue", Flags: noExecSuidDev},
-			{Source: "sysfs", Destination: "/sys", Device: "sysfs", Flags: noExecSuidDev | unix.MS_RDONLY},
-			{Source: sc.resolvConf, Destination: "/etc/resolv.conf", Device: "bind", Flags: roBind},
-			{Source: sc.hosts, Destination: "/etc/hosts", Device: "bind", Flags: roBind},
-			{Source: sc.hostnameFile, Destination: "/etc/hostname", Device: "bind", Flags: roBind},
-		},
+		Mounts:        mounts,
 		Devices:       standardDevices,
 		MaskPaths:     maskedPaths,
 		ReadonlyPaths: readonlyPaths,
@@ -167,4 +181,63 @@ func newConfig(sc sandboxConfig) (*configs.Config, error) {
 		},
 		Rlimits: []configs.Rlimit{{Type: unix.RLIMIT_NOFILE, Hard: hard, Soft: soft}},
 	}, nil
+}
+
+// extraMount turns one of a spec's mounts into libcontainer's form.
+//
+// libcontainer creates a missing target itself, inside the sandbox's mount namespace
+// after the mounts before it (so a target inside an earlier mount is created there),
+// resolving symlinks as if the rootfs were / (so an image's symlink cannot point a
+// mount outside the rootfs), and as an empty file when the bind source is not a
+// directory.
+func extraMount(m worker.Mount) (*configs.Mount, error) {
+	if !path.IsAbs(m.Target) {
+		return nil, fmt.Errorf("mount target %q is not absolute", m.Target)
+	}
+	target := path.Clean(m.Target)
+	if target == "/" {
+		return nil, errors.New("mount target is the root")
+	}
+	switch m.Type {
+	case worker.MountBind:
+		if !path.IsAbs(m.Source) {
+			return nil, fmt.Errorf("bind source %q of %s is not absolute", m.Source, target)
+		}
+		// Checked here for a clear error: libcontainer's own is far from the cause.
+		if _, err := os.Stat(m.Source); err != nil {
+			return nil, fmt.Errorf("checking bind source of %s: %w", target, err)
+		}
+		cm := &configs.Mount{
+			Source:      m.Source,
+			Destination: target,
+			Device:      "bind",
+			Flags:       unix.MS_BIND | unix.MS_REC,
+			// Mounts below the source come along (rbind), but nothing the sandbox
+			// mounts there propagates back to the host, nor the other way round.
+			PropagationFlags: []int{unix.MS_PRIVATE | unix.MS_REC},
+		}
+		if m.ReadOnly {
+			// MS_RDONLY makes libcontainer remount the bind read-only, but only its
+			// top mount: the recursive attribute covers the mounts below it too.
+			cm.Flags |= unix.MS_RDONLY
+			cm.RecAttr = &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		}
+		return cm, nil
+	case worker.MountTmpfs:
+		if m.Size < 0 {
+			return nil, fmt.Errorf("negative tmpfs size %d for %s", m.Size, target)
+		}
+		// As BuildKit's tmpfs mounts: nosuid, and the mode of an existing target
+		// (libcontainer copies it), else tmpfs's own 1777.
+		cm := &configs.Mount{Source: "tmpfs", Destination: target, Device: "tmpfs", Flags: unix.MS_NOSUID}
+		if m.Size > 0 {
+			cm.Data = fmt.Sprintf("size=%d", m.Size)
+		}
+		if m.ReadOnly {
+			cm.Flags |= unix.MS_RDONLY
+		}
+		return cm, nil
+	default:
+		return nil, fmt.Errorf("unknown mount type %q for %s", m.Type, target)
+	}
 }

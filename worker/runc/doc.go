@@ -5,8 +5,10 @@
 // privileges, and a cgroup below /builder. It is started over an already-mounted root
 // filesystem, normally an overlay prepared with snapshot.WithInitLayer so that the
 // sandbox's mount points (/dev, /proc, /sys, /etc/resolv.conf, ...) exist below the
-// step's upper dir and nothing of the sandbox leaks into a layer. All sandbox mounts
-// live in the sandbox's mount namespace and vanish with it.
+// step's upper dir and nothing of the sandbox leaks into a layer. A spec's extra bind
+// and tmpfs mounts follow the standard ones, in order; a missing target is created
+// (the caller removes it), and nothing else is written to the rootfs for them. All sandbox mounts live in the sandbox's
+// mount namespace and vanish with it.
 //
 // libcontainer starts a sandbox by re-executing the current binary with the argument
 // "init". Every binary that runs sandboxes — cmd/builder and every test binary of a

@@ -140,6 +140,7 @@ func (e *Executor) Run(ctx context.Context, spec worker.ExecSpec) (retErr error)
 		hostnameFile: hostnameFile,
 		resolvConf:   e.resolvConf,
 		hosts:        e.hosts,
+		mounts:       spec.Mounts,
 	})
 	if err != nil {
 		return err
