@@ -34,6 +34,10 @@ func (c *converter) dispatch(s *stage, cmd instructions.Command) (err error) {
 				v, _, err := c.lex.ProcessWord(word, env)
 				return v, err
 			})
+			if _, isRun := cmd.(*instructions.RunCommand); isRun && err != nil {
+				// RUN expands only its --mount values: say which flag was wrong.
+				return withWord("--mount", err)
+			}
 			if err != nil {
 				return err
 			}
