@@ -15,7 +15,6 @@ import (
 	"github.com/builderdev/builder/internal/registry"
 	"github.com/builderdev/builder/llb"
 	"github.com/builderdev/builder/solver"
-	"github.com/builderdev/builder/worker/diff"
 )
 
 // ociLayoutOp reads an image from an OCI layout directory on this machine
@@ -104,32 +103,4 @@ func (o *ociLayoutOp) copyBlob(ctx context.Context, img *registry.OCILayoutImage
 		return fmt.Errorf("copying layer %s of %s: %w", d, img.Ref, err)
 	}
 	return nil
-}
-
-// ingestLayer extracts layer l, whose blob is in the content store, into its snapshot
-// unless that exists, checking the diff id. of names the image in errors.
-// imageOp.pullLayer does the same after fetching; it should call this.
-func ingestLayer(ctx context.Context, d Deps, l cache.Layer, of string) error {
-	id := cache.SnapshotID(l.DiffID)
-	if d.Snapshots.Exists(id) {
-		return nil
-	}
-	f, err := d.Content.Open(ctx, l.Digest)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	a, err := d.Snapshots.Ingest(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.Discard(ctx)
-	got, err := diff.Apply(ctx, f, a.UpperDir())
-	if err != nil {
-		return fmt.Errorf("extracting layer %s of %s: %w", l.Digest, of, err)
-	}
-	if got != l.DiffID {
-		return fmt.Errorf("layer %s of %s: content has diff id %s, config says %s", l.Digest, of, got, l.DiffID)
-	}
-	return a.Commit(ctx, id)
 }

@@ -86,26 +86,33 @@ func (o *imageOp) pullLayer(ctx context.Context, desc v1.Descriptor, l cache.Lay
 			return err
 		}
 	}
+	return ingestLayer(ctx, o.d, l, o.ref)
+}
+
+// ingestLayer extracts layer l, whose blob is in the content store, into its snapshot
+// unless that exists, checking the diff id. of names the image in errors. Registry
+// pulls and OCI layouts both end here.
+func ingestLayer(ctx context.Context, d Deps, l cache.Layer, of string) error {
 	id := cache.SnapshotID(l.DiffID)
-	if o.d.Snapshots.Exists(id) {
+	if d.Snapshots.Exists(id) {
 		return nil
 	}
-	f, err := o.d.Content.Open(ctx, l.Digest)
+	f, err := d.Content.Open(ctx, l.Digest)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	a, err := o.d.Snapshots.Ingest(ctx)
+	a, err := d.Snapshots.Ingest(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Discard(ctx)
 	got, err := diff.Apply(ctx, f, a.UpperDir())
 	if err != nil {
-		return fmt.Errorf("extracting layer %s of %s: %w", l.Digest, o.ref, err)
+		return fmt.Errorf("extracting layer %s of %s: %w", l.Digest, of, err)
 	}
 	if got != l.DiffID {
-		return fmt.Errorf("layer %s of %s: content has diff id %s, config says %s", l.Digest, o.ref, got, l.DiffID)
+		return fmt.Errorf("layer %s of %s: content has diff id %s, config says %s", l.Digest, of, got, l.DiffID)
 	}
 	return a.Commit(ctx, id)
 }
