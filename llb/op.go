@@ -72,6 +72,11 @@ type ExecOp struct {
 	// Mounts are RUN --mount mounts, in the order written. They are never part of the
 	// result: only changes under Root outside every mount target make the layer.
 	Mounts []Mount `json:"mounts,omitempty"`
+	// ProxyEnv holds the predefined proxy build args (HTTP_PROXY and friends) given
+	// with --build-arg but not declared with ARG. As in BuildKit they reach the process
+	// but not the cache key: a proxy changes how the network is reached, not what a
+	// step makes. Hence it is left out of the encoding and the digest.
+	ProxyEnv []string `json:"-"`
 }
 
 // Mount types of an ExecOp.

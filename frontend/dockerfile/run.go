@@ -85,12 +85,13 @@ func (c *converter) dispatchRun(s *stage, r *instructions.RunCommand) error {
 	}
 
 	st, err := s.state.RunMounts(llb.ExecOp{
-		Args:    args,
-		Env:     llb.SortedEnv(env),
-		Cwd:     workdir(s),
-		User:    s.img.Config.User,
-		Network: network,
-		Mounts:  mounts,
+		Args:     args,
+		Env:      llb.SortedEnv(env),
+		Cwd:      workdir(s),
+		User:     s.img.Config.User,
+		Network:  network,
+		Mounts:   mounts,
+		ProxyEnv: c.proxyEnv(s),
 	}, froms, c.meta(s.describe(c.display(text, maskSecretEnv(s.env, ms))), r.Location()))
 	if err != nil {
 		return err
@@ -354,4 +355,27 @@ func runCommandString(args []string, buildArgs []instructions.KeyValuePairOption
 		kvs = append([]string{fmt.Sprintf("|%d", len(kvs))}, kvs...)
 	}
 	return strings.Join(append(kvs, args...), " ")
+}
+
+// proxyArgs are the build args every stage may use without declaring them; BuildKit
+// keeps them out of history and cache keys unless a stage declares them with ARG.
+var proxyArgs = []string{
+	"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+	"NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+}
+
+// proxyEnv returns the undeclared proxy args given with --build-arg, sorted.
+func (c *converter) proxyEnv(s *stage) []string {
+	var env []string
+	for _, k := range proxyArgs {
+		v, ok := c.opt.BuildArgs[k]
+		if !ok {
+			continue
+		}
+		if _, declared := lookupEnv(s.env, k); declared {
+			continue
+		}
+		env = append(env, k+"="+v)
+	}
+	return llb.SortedEnv(env)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/builderdev/builder/llb"
 )
@@ -300,5 +301,46 @@ func TestRunMountFromNamedContext(t *testing.T) {
 		if diff := cmp.Diff(want, e.Mounts); diff != "" {
 			t.Errorf("mounts (-want +got):\n%s", diff)
 		}
+	}
+}
+
+func TestRunProxyArgs(t *testing.T) {
+	// Undeclared proxy args reach RUN but not the digest or the history; a stage that
+	// declares one with ARG gets it like any other arg.
+	df := `FROM busybox
+RUN wget http://example.com/
+ARG NO_PROXY
+RUN true
+`
+	without, resWithout := convertExecs(t, df, Options{})
+	with, res := convertExecs(t, df, Options{BuildArgs: map[string]string{
+		"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "localhost", "OTHER": "x",
+	}})
+	wget := with["RUN wget http://example.com/"]
+	if diff := cmp.Diff([]string{"HTTP_PROXY=http://proxy:3128", "NO_PROXY=localhost"}, wget.ProxyEnv); diff != "" {
+		t.Errorf("ProxyEnv (-want +got):\n%s", diff)
+	}
+	if slices.ContainsFunc(wget.Env, func(e string) bool { return strings.Contains(e, "PROXY") }) {
+		t.Errorf("proxy args in the hashed env: %v", wget.Env)
+	}
+	i := slices.IndexFunc(res.Image.History, func(h ocispec.History) bool { return strings.Contains(h.CreatedBy, "wget") })
+	if i < 0 || res.History[i] == "" {
+		t.Fatalf("no RUN wget layer in history %+v", res.Image.History)
+	}
+	if a, b := resWithout.History[i], res.History[i]; a != b {
+		t.Errorf("the proxy changed the step's digest: %s vs %s", a, b)
+	}
+	if got := res.Image.History[i].CreatedBy; strings.Contains(got, "PROXY") {
+		t.Errorf("history names the proxy: %q", got)
+	}
+	after := with["RUN true"]
+	if !slices.Contains(after.Env, "NO_PROXY=localhost") || slices.Contains(after.ProxyEnv, "NO_PROXY=localhost") {
+		t.Errorf("declared NO_PROXY: Env %v, ProxyEnv %v", after.Env, after.ProxyEnv)
+	}
+	if !slices.Contains(after.ProxyEnv, "HTTP_PROXY=http://proxy:3128") {
+		t.Errorf("undeclared HTTP_PROXY missing after ARG NO_PROXY: %v", after.ProxyEnv)
+	}
+	if len(without["RUN true"].ProxyEnv) != 0 {
+		t.Errorf("ProxyEnv without build args: %v", without["RUN true"].ProxyEnv)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	digest "github.com/opencontainers/go-digest"
@@ -66,7 +67,10 @@ func (o *execOp) Exec(ctx context.Context, inputs []solver.Result, logs io.Write
 		return cache.Ref{}, err
 	}
 	defer rm.release()
-	env := o.op.Env
+	env := slices.Clone(o.op.Env)
+	for _, kv := range o.op.ProxyEnv {
+		env = setEnv(env, kv)
+	}
 	for _, kv := range rm.env {
 		env = setEnv(env, kv)
 	}
