@@ -717,11 +717,15 @@ func (c *converter) namedState(key string, loc []parser.Range) (llb.State, *dock
 	desc := "[context " + key + "] "
 	scheme, rest, _ := strings.Cut(v, "://")
 	switch scheme + "://" {
-	case llb.ImageScheme:
-		if rest == scratchName {
+	case llb.ImageScheme, llb.OCILayoutScheme:
+		layout := scheme+"://" == llb.OCILayoutScheme
+		ref := rest
+		if layout {
+			ref = v // layouts are resolved under the whole value
+		} else if rest == scratchName {
 			return llb.Scratch(), nil, nil
 		}
-		bi := c.images[rest]
+		bi := c.images[ref]
 		if bi == nil {
 			return llb.State{}, nil, fmt.Errorf("named context %s=%s was not resolved", key, v)
 		}
@@ -731,23 +735,13 @@ func (c *converter) namedState(key string, loc []parser.Range) (llb.State, *dock
 		img := cloneImage(bi.img)
 		if isLayerless(bi.img) {
 			return llb.Scratch(), &img, nil
+		}
+		if layout {
+			// The resolver pins a layout to a source identifier (oci-layout://...@sha256:...).
+			st, err := llb.Source(bi.pinned, nil, c.meta(desc+"OCI load from client", loc))
+			return st, &img, err
 		}
 		st, err := llb.Image(bi.pinned, c.meta(desc+bi.pinned, loc))
-		return st, &img, err
-	case llb.OCILayoutScheme:
-		bi := c.images[v]
-		if bi == nil {
-			return llb.State{}, nil, fmt.Errorf("named context %s=%s was not resolved", key, v)
-		}
-		if bi.err != nil {
-			return llb.State{}, nil, fmt.Errorf("resolving named context %s=%s: %w", key, v, bi.err)
-		}
-		img := cloneImage(bi.img)
-		if isLayerless(bi.img) {
-			return llb.Scratch(), &img, nil
-		}
-		// The resolver pins the layout to a source identifier (oci-layout://...@sha256:...).
-		st, err := llb.Source(bi.pinned, nil, c.meta(desc+"OCI load from client", loc))
 		return st, &img, err
 	case llb.LocalScheme:
 		if rest == "" {

@@ -2,14 +2,12 @@ package ops
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	digest "github.com/opencontainers/go-digest"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/internal/registry"
@@ -55,34 +53,9 @@ func (o *ociLayoutOp) Exec(ctx context.Context, _ []solver.Result, logs io.Write
 	if err != nil {
 		return cache.Ref{}, err
 	}
-	var cfg v1.ConfigFile
-	if err := json.Unmarshal(img.Config, &cfg); err != nil {
-		return cache.Ref{}, fmt.Errorf("reading config of %s: %w", img.Ref, err)
-	}
-	if len(cfg.RootFS.DiffIDs) != len(img.Manifest.Layers) {
-		return cache.Ref{}, fmt.Errorf("image %s: manifest has %d layers but config lists %d diff ids", img.Ref, len(img.Manifest.Layers), len(cfg.RootFS.DiffIDs))
-	}
-	layers := make([]cache.Layer, len(img.Manifest.Layers))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(3)
-	for i, desc := range img.Manifest.Layers {
-		layers[i] = cache.Layer{
-			DiffID:    digest.Digest(cfg.RootFS.DiffIDs[i].String()),
-			Digest:    digest.Digest(desc.Digest.String()),
-			Size:      desc.Size,
-			MediaType: string(desc.MediaType),
-		}
-		g.Go(func() error {
-			if err := o.copyBlob(gctx, img, desc, logs); err != nil {
-				return err
-			}
-			return ingestLayer(gctx, o.d, layers[i], img.Ref)
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return cache.Ref{}, err
-	}
-	return cache.Ref{Layers: layers}, nil
+	return imageLayers(ctx, o.d, img.Ref, img.Config, img.Manifest.Layers, func(ctx context.Context, desc v1.Descriptor, _ cache.Layer) error {
+		return o.copyBlob(ctx, img, desc, logs)
+	})
 }
 
 // copyBlob puts a layer blob of the layout into the content store, verifying its size

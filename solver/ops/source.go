@@ -53,24 +53,39 @@ func (o *imageOp) Exec(ctx context.Context, _ []solver.Result, logs io.Writer) (
 	if err != nil {
 		return cache.Ref{}, err
 	}
+	return imageLayers(ctx, o.d, o.ref, res.Config, res.Manifest.Layers, func(ctx context.Context, desc v1.Descriptor, l cache.Layer) error {
+		return o.pullLayer(ctx, desc, l, logs)
+	})
+}
+
+// imageLayers makes the filesystem of an image from its config and manifest layers:
+// fetch puts each layer's blob into the content store (a no-op when it is there), then
+// the layer is extracted into its snapshot, a few layers at a time. name is the image
+// in errors.
+func imageLayers(ctx context.Context, d Deps, name string, config []byte, descs []v1.Descriptor, fetch func(context.Context, v1.Descriptor, cache.Layer) error) (cache.Ref, error) {
 	var cfg v1.ConfigFile
-	if err := json.Unmarshal(res.Config, &cfg); err != nil {
-		return cache.Ref{}, fmt.Errorf("reading config of %s: %w", o.ref, err)
+	if err := json.Unmarshal(config, &cfg); err != nil {
+		return cache.Ref{}, fmt.Errorf("reading config of %s: %w", name, err)
 	}
-	if len(cfg.RootFS.DiffIDs) != len(res.Manifest.Layers) {
-		return cache.Ref{}, fmt.Errorf("image %s: manifest has %d layers but config lists %d diff ids", o.ref, len(res.Manifest.Layers), len(cfg.RootFS.DiffIDs))
+	if len(cfg.RootFS.DiffIDs) != len(descs) {
+		return cache.Ref{}, fmt.Errorf("image %s: manifest has %d layers but config lists %d diff ids", name, len(descs), len(cfg.RootFS.DiffIDs))
 	}
-	layers := make([]cache.Layer, len(res.Manifest.Layers))
+	layers := make([]cache.Layer, len(descs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(3)
-	for i, desc := range res.Manifest.Layers {
+	for i, desc := range descs {
 		layers[i] = cache.Layer{
 			DiffID:    digest.Digest(cfg.RootFS.DiffIDs[i].String()),
 			Digest:    digest.Digest(desc.Digest.String()),
 			Size:      desc.Size,
 			MediaType: string(desc.MediaType),
 		}
-		g.Go(func() error { return o.pullLayer(gctx, desc, layers[i], logs) })
+		g.Go(func() error {
+			if err := fetch(gctx, desc, layers[i]); err != nil {
+				return err
+			}
+			return ingestLayer(gctx, d, layers[i], name)
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return cache.Ref{}, err
@@ -86,7 +101,7 @@ func (o *imageOp) pullLayer(ctx context.Context, desc v1.Descriptor, l cache.Lay
 			return err
 		}
 	}
-	return ingestLayer(ctx, o.d, l, o.ref)
+	return nil
 }
 
 // ingestLayer extracts layer l, whose blob is in the content store, into its snapshot
