@@ -81,11 +81,10 @@ func (c *converter) dispatchCopy(s *stage, spec copySpec) error {
 		return errors.New("no source files")
 	}
 	dest := spec.params.DestPath
-	if len(srcs)+len(docs) > 1 && !strings.HasSuffix(dest, "/") {
-		// Several sources always go into a directory (fscopy's rule for several local
-		// paths); heredocs, URLs and repositories follow it.
-		dest += "/"
-	}
+	// BuildKit copies each source to dest in turn: with a trailing "/" they all go into
+	// the directory; without one, several sources each land on dest and the last wins
+	// (the classic builder refused this). One action per source keeps that rule.
+	oneByOne := len(srcs)+len(docs) > 1 && !strings.HasSuffix(dest, "/")
 	base := llb.CopyAction{Dest: destPath(workdir(s), dest), Exclude: spec.exclude}
 	if spec.chown != "" {
 		if spec.link && chownByName(spec.chown) {
@@ -134,14 +133,24 @@ func (c *converter) dispatchCopy(s *stage, spec copySpec) error {
 		a.AllowWildcard, a.FollowSymlinks, a.Parents = true, true, spec.parents
 		// ADD unpacks local archives unless --unpack=false; COPY never does.
 		a.AutoExtract = spec.add && (spec.unpack == nil || *spec.unpack)
+		var mine []copyPart
 		for _, p := range local {
+			src := cleanSource(p)
 			if spec.parents {
-				a.Src = append(a.Src, parentsSource(p))
-			} else {
-				a.Src = append(a.Src, cleanSource(p))
+				src = parentsSource(p)
 			}
+			if oneByOne {
+				one := a
+				one.Src = []string{src}
+				mine = append(mine, copyPart{from: spec.from, action: one})
+				continue
+			}
+			a.Src = append(a.Src, src)
 		}
-		parts = append([]copyPart{{from: spec.from, action: a}}, parts...)
+		if !oneByOne {
+			mine = []copyPart{{from: spec.from, action: a}}
+		}
+		parts = append(mine, parts...)
 	}
 	for _, doc := range docs {
 		p := cleanSource(doc.Path)

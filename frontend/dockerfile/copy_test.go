@@ -159,12 +159,22 @@ func TestCopyAddSources(t *testing.T) {
 				Parents: true, Exclude: []string{"*.md"}}},
 		},
 		{
-			name:  "several sources go into a directory",
+			// BuildKit copies each source to dest in turn; only a trailing "/" makes
+			// dest a directory (the conformance case copy-multiple-no-slash, which
+			// Docker's BuildKit confirmed, shows the last source winning).
+			name:  "several sources without a slash each land on dest",
 			df:    "FROM scratch\nADD a https://example.com/b /dir\n",
 			attrs: map[string]map[string]string{"https://example.com/b": {llb.AttrHTTPFilename: "b"}},
 			want: map[string]llb.CopyAction{
-				"local://context":       {Src: []string{"a"}, Dest: "/dir/", AllowWildcard: true, FollowSymlinks: true, AutoExtract: true},
-				"https://example.com/b": {Src: []string{"b"}, Dest: "/dir/"},
+				"local://context":       {Src: []string{"a"}, Dest: "/dir", AllowWildcard: true, FollowSymlinks: true, AutoExtract: true},
+				"https://example.com/b": {Src: []string{"b"}, Dest: "/dir"},
+			},
+		},
+		{
+			name: "several sources with a slash go into the directory",
+			df:   "FROM scratch\nCOPY a b /dir/\n",
+			want: map[string]llb.CopyAction{
+				"local://context": {Src: []string{"a", "b"}, Dest: "/dir/", AllowWildcard: true, FollowSymlinks: true},
 			},
 		},
 	}

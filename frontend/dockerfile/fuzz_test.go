@@ -11,7 +11,9 @@ import (
 // FuzzConvert feeds arbitrary Dockerfiles to Convert: it must return an error or a
 // consistent result, never panic.
 func FuzzConvert(f *testing.F) {
-	for _, root := range []string{"testdata", "testdata-negative"} {
+	// The end-to-end conformance suite's Dockerfiles are seeds too: they cover every
+	// instruction and flag the way users write them.
+	for _, root := range []string{"testdata", "testdata-negative", "../../e2e/testdata/conformance"} {
 		files, err := filepath.Glob(filepath.Join(root, "*", "Dockerfile"))
 		if err != nil {
 			f.Fatal(err)

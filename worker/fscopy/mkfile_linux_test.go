@@ -68,9 +68,9 @@ func TestMkfile(t *testing.T) {
 		opt:     MkfileOptions{Path: "/f/x", Data: []byte("x"), Mode: 0o644},
 		wantErr: "not a directory",
 	}, {
-		name:    "unknown user",
-		opt:     MkfileOptions{Path: "/x", Data: []byte("x"), Mode: 0o644, Chown: &Owner{User: "nobody"}},
-		wantErr: "no such user",
+		name: "unknown user is root, as in BuildKit",
+		opt:  MkfileOptions{Path: "/x", Data: []byte("x"), Mode: 0o644, Chown: &Owner{User: "nobody", Group: "app"}},
+		want: map[string]string{"x": "f 0644 0:1235 x"},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

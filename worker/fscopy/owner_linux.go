@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/sys/user"
@@ -14,7 +15,9 @@ import (
 type ids struct{ uid, gid int }
 
 // resolveOwner resolves o against root's /etc/passwd and /etc/group, read through
-// securejoin so that an image's "etc" symlink cannot point at the host.
+// securejoin so that an image's "etc" symlink cannot point at the host. As in BuildKit,
+// a name that is not there (or a missing file) is not an error: the uid stays 0 and an
+// unknown group leaves the user's primary group.
 func resolveOwner(root string, o *Owner) (ids, error) {
 	var id ids
 	switch n, numeric := parseID(o.User); {
@@ -30,10 +33,9 @@ func resolveOwner(root string, o *Owner) (ids, error) {
 		if err != nil {
 			return ids{}, fmt.Errorf("resolving user %q: %w", o.User, err)
 		}
-		if len(found) == 0 {
-			return ids{}, fmt.Errorf("resolving user %q: no such user in /etc/passwd", o.User)
+		if len(found) > 0 {
+			id = ids{uid: found[0].Uid, gid: found[0].Gid}
 		}
-		id = ids{uid: found[0].Uid, gid: found[0].Gid}
 	}
 	switch n, numeric := parseID(o.Group); {
 	case o.Group == "":
@@ -48,10 +50,9 @@ func resolveOwner(root string, o *Owner) (ids, error) {
 		if err != nil {
 			return ids{}, fmt.Errorf("resolving group %q: %w", o.Group, err)
 		}
-		if len(found) == 0 {
-			return ids{}, fmt.Errorf("resolving group %q: no such group in /etc/group", o.Group)
+		if len(found) > 0 {
+			id.gid = found[0].Gid
 		}
-		id.gid = found[0].Gid
 	}
 	return id, nil
 }
@@ -67,8 +68,8 @@ func readDBFile(root, name string, parse func(*os.File) error) error {
 		return err
 	}
 	f, err := os.Open(p)
-	if isNotExist(err) {
-		return fmt.Errorf("no %s in the destination: %w", name, errors.Unwrap(err))
+	if isNotExist(err) || errors.Is(err, syscall.ENOTDIR) {
+		return nil
 	}
 	if err != nil {
 		return err
