@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/builder
 
-.PHONY: all build demo test test-short vet fmt-check bench clean
+.PHONY: all build demo test test-short vet fmt-check bench clean conformance-docker
 
 all: build
 
@@ -19,6 +19,12 @@ test: fmt-check vet
 	$(GO) test -count=1 -timeout 20m ./e2e/...
 	$(GO) test -count=1 -run '^$$' -fuzz=FuzzDefinitionDecode -fuzztime=5s ./llb
 	$(GO) test -count=1 -run '^$$' -fuzz=FuzzConvert -fuzztime=10s ./frontend/dockerfile
+
+# The Dockerfile conformance cases through Docker's BuildKit as well, to prove their
+# expectations (optional: needs docker.io, which this installs; not part of make test).
+conformance-docker:
+	command -v dockerd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io; }
+	BUILDER_CONFORMANCE_DOCKER=1 $(GO) test -count=1 -timeout 20m -run 'TestConformance' ./e2e/
 
 test-short:
 	$(GO) test -short ./...
