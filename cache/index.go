@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -90,4 +91,42 @@ func (x *Index) Put(_ context.Context, key digest.Digest, rec Record) error {
 		return fmt.Errorf("encoding cache record: %w", err)
 	}
 	return WriteFileAtomic(x.path(key), dt)
+}
+
+// List returns every readable record by key, without touching last-used times: du and
+// garbage collection read it, and only builds count as use. Records naming missing
+// layers are included, so that what still refers to a layer can be known.
+func (x *Index) List(ctx context.Context) (map[digest.Digest]Record, error) {
+	ents, err := os.ReadDir(x.dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing cache index: %w", err)
+	}
+	out := make(map[digest.Digest]Record, len(ents))
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		alg, hex, ok := strings.Cut(name, "-")
+		key := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+		if !ok || key.Validate() != nil {
+			continue // temp files of WriteFileAtomic and strangers
+		}
+		dt, err := os.ReadFile(filepath.Join(x.dir, e.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading cache record %s: %w", key, err)
+		}
+		var rec Record
+		if json.Unmarshal(dt, &rec) != nil {
+			continue
+		}
+		out[key] = rec
+	}
+	return out, nil
 }

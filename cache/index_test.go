@@ -2,6 +2,7 @@ package cache
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -45,5 +46,42 @@ func TestIndexRoundTripAndMisses(t *testing.T) {
 	}
 	if _, _, err := x.Get(ctx, "sha256:../../x"); err == nil {
 		t.Error("invalid key accepted")
+	}
+}
+
+func TestIndexList(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := t.TempDir()
+	gone := digest.FromString("pruned")
+	x, err := OpenIndex(dir, func(l Layer) bool { return l.Digest != gone })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, bad := digest.FromString("a"), digest.FromString("b"), digest.FromString("bad")
+	x.Put(ctx, a, Record{Ref: Ref{Layers: []Layer{{Digest: digest.FromString("x")}}}})
+	x.Put(ctx, b, Record{Ref: Ref{Layers: []Layer{{Digest: gone}}}})
+	if err := os.WriteFile(x.path(bad), []byte("{torn"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, junk := range []string{".sha256-abc.json.tmp-1", "notes.txt", "sha256-zz.json"} {
+		if err := os.WriteFile(filepath.Join(dir, junk), []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := os.Stat(x.path(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := x.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[a].Ref.Layers[0].Digest != digest.FromString("x") || got[b].Ref.Layers[0].Digest != gone {
+		t.Fatalf("List = %+v, want records a and b (b's layer is gone but it still refers to it)", got)
+	}
+	after, _ := os.Stat(x.path(a))
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Error("List touched a record's last-used time")
 	}
 }

@@ -40,6 +40,18 @@ func (s *Store) Path(d digest.Digest) string {
 	return filepath.Join(s.root, "blobs", d.Algorithm().String(), d.Encoded())
 }
 
+// Delete removes blob d; a missing blob is not an error. The caller makes sure nothing
+// refers to it any more. A reader that opened it first keeps reading it (unlink).
+func (s *Store) Delete(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("blob %q: %w", d, err)
+	}
+	if err := os.Remove(s.Path(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing blob %s: %w", d, err)
+	}
+	return nil
+}
+
 // Size returns the size of blob d, or ErrNotFound.
 func (s *Store) Size(d digest.Digest) (int64, error) {
 	if err := d.Validate(); err != nil {

@@ -99,3 +99,24 @@ func TestCleanIngestsKeepsLiveProcesses(t *testing.T) {
 		t.Errorf("ingest of this (live) process removed: %v", err)
 	}
 }
+
+func TestDelete(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.WriteBytes(ctx, []byte("blob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(d); err != nil || s.Has(d) {
+		t.Fatalf("Delete = %v, Has after = %v", err, s.Has(d))
+	}
+	if err := s.Delete(d); err != nil {
+		t.Fatalf("deleting a missing blob: %v", err)
+	}
+	if err := s.Delete("sha256:../../x"); err == nil {
+		t.Fatal("Delete accepted an invalid digest")
+	}
+}

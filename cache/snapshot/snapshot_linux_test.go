@@ -516,3 +516,26 @@ func BenchmarkPrepareCommit(b *testing.B) {
 		}
 	}
 }
+
+func TestRemove(t *testing.T) {
+	s := newSnapshotter(t)
+	ctx := t.Context()
+	commitLayer(t, s, nil, "gone", writeFiles(map[string]string{"a": "1"}))
+	commitLayer(t, s, nil, "kept", writeFiles(map[string]string{"b": "2"}))
+	if err := s.Remove(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if s.Exists("gone") || !s.Exists("kept") {
+		t.Fatalf("after Remove: gone exists %v, kept exists %v", s.Exists("gone"), s.Exists("kept"))
+	}
+	if err := s.Remove(ctx, "gone"); err != nil {
+		t.Fatalf("removing a missing snapshot: %v", err)
+	}
+	if err := s.Remove(ctx, "../kept"); err == nil {
+		t.Fatal("Remove accepted an id with a path in it")
+	}
+	ents, err := os.ReadDir(filepath.Join(s.root, activeDir))
+	if err != nil || len(ents) != 0 {
+		t.Fatalf("active dir after Remove: %v, %v", ents, err)
+	}
+}

@@ -265,6 +265,34 @@ func (s *Snapshotter) lowerDirs(parents []string) ([]string, error) {
 	return lower, nil
 }
 
+// Remove deletes committed snapshot id (a no-op when it does not exist). It is first
+// renamed into an active dir of this process, so it vanishes from the snapshotter at
+// once and, if the process dies half-way, the next CleanStale finishes the removal.
+// The caller makes sure nothing uses it (no image, cache record or running build).
+func (s *Snapshotter) Remove(ctx context.Context, id string) error {
+	if err := validID(id); err != nil {
+		return err
+	}
+	if !s.Exists(id) {
+		return nil
+	}
+	tmp, err := s.newActiveDir()
+	if err != nil {
+		return fmt.Errorf("removing snapshot %s: %w", id, err)
+	}
+	if err := os.Rename(s.Dir(id), filepath.Join(tmp, id)); err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("removing snapshot %s: %w", id, err)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("removing snapshot %s: %w", id, err)
+	}
+	return ctx.Err()
+}
+
 // newActiveDir creates a "<pid>-<random>" dir under active/.
 func (s *Snapshotter) newActiveDir() (string, error) {
 	dir, err := os.MkdirTemp(filepath.Join(s.root, activeDir), strconv.Itoa(os.Getpid())+"-")

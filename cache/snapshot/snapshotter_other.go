@@ -48,6 +48,9 @@ func (s *Snapshotter) View(ctx context.Context, parents []string) (string, func(
 // CleanStale is unsupported outside Linux.
 func (s *Snapshotter) CleanStale(ctx context.Context) error { return errors.ErrUnsupported }
 
+// Remove is not supported off Linux.
+func (s *Snapshotter) Remove(ctx context.Context, id string) error { return errors.ErrUnsupported }
+
 // Active is unsupported outside Linux.
 type Active struct{}
 

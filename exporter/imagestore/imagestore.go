@@ -2,6 +2,14 @@
 // "app" → "docker.io/library/app:latest") mapped to manifests in the content store.
 // Each name is one small JSON file replaced atomically, so concurrent builds on one
 // root see either the old or the new image under a name, never a torn record.
+//
+// An image is identified as Docker does, by its ID: the digest of its config. Images
+// without a name (loaded by id, or whose name moved to a newer image) are kept as
+// untagged records, one per manifest, listed as <none>:<none> until removed.
+//
+// The store never deletes blobs itself: Remove drops records and Unreferenced says
+// which blobs of the removed images no remaining record uses; the caller, which knows
+// the other users of the content store (the build cache), deletes what is garbage.
 package imagestore
 
 import (
@@ -35,7 +43,7 @@ type Store struct {
 	cs   *content.Store
 }
 
-// Record describes one named image.
+// Record describes one named image, or one untagged image when Name is "".
 type Record struct {
 	Name           string  `json:"name"`
 	ManifestDigest v1.Hash `json:"manifestDigest"`
@@ -73,23 +81,51 @@ func (c Config) Export(ctx context.Context, img v1.Image) error {
 	return nil
 }
 
-// Put stores img under name, replacing what the name pointed to. Blobs the content
-// store lacks (layers of an image from elsewhere) are copied in first, then config
-// and manifest, and the name is recorded last.
+// Put stores img under name, replacing what the name pointed to; an empty name stores
+// it untagged. Blobs the content store lacks (layers of an image from elsewhere) are
+// copied in first, then config and manifest, and the name is recorded last. An image
+// that loses its last name this way stays in the store untagged, as with Docker.
 func (s *Store) Put(ctx context.Context, name string, img v1.Image) (v1.Hash, error) {
-	n, err := normalize(name)
-	if err != nil {
-		return v1.Hash{}, err
+	n := ""
+	if name != "" {
+		var err error
+		if n, err = normalize(name); err != nil {
+			return v1.Hash{}, err
+		}
 	}
 	rec, err := s.storeBlobs(ctx, img)
 	if err != nil {
-		return v1.Hash{}, fmt.Errorf("storing image %s: %w", n, err)
+		return v1.Hash{}, fmt.Errorf("storing image %s: %w", orID(n, rec), err)
 	}
-	rec.Name = n
-	if err := s.writeRecord(rec); err != nil {
+	if n == "" {
+		if s.named(ctx, rec.ManifestDigest) {
+			return rec.ManifestDigest, nil // already listed under a name
+		}
+		if err := s.writeRecord(rec); err != nil {
+			return v1.Hash{}, fmt.Errorf("storing image %s: %w", orID(n, rec), err)
+		}
+		return rec.ManifestDigest, nil
+	}
+	if err := s.setName(ctx, n, rec); err != nil {
 		return v1.Hash{}, fmt.Errorf("storing image %s: %w", n, err)
 	}
 	return rec.ManifestDigest, nil
+}
+
+// orID is name, or the short id of rec for untagged images.
+func orID(name string, rec Record) string {
+	if name != "" {
+		return name
+	}
+	return ShortID(rec.ConfigDigest)
+}
+
+// ShortID is Docker's short image id: the first 12 hex digits of the config digest.
+func ShortID(id v1.Hash) string {
+	if len(id.Hex) > 12 {
+		return id.Hex[:12]
+	}
+	return id.Hex
 }
 
 // Get returns the image stored under name, its layers read lazily from the content
@@ -106,14 +142,20 @@ func (s *Store) Get(ctx context.Context, name string) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", n, err)
 	}
+	return s.Image(ctx, rec)
+}
+
+// Image returns the image rec describes, its layers read lazily from the content store.
+func (s *Store) Image(ctx context.Context, rec Record) (v1.Image, error) {
 	img, err := exporter.Stored(ctx, s.cs, rec.ManifestDigest)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", n, err)
+		return nil, fmt.Errorf("image %s: %w", orID(rec.Name, rec), err)
 	}
 	return img, nil
 }
 
-// List returns every named image, sorted by name.
+// List returns every record, named ones sorted by name first, then the untagged
+// ones by manifest digest.
 func (s *Store) List(ctx context.Context) ([]Record, error) {
 	ents, err := os.ReadDir(s.root)
 	if err != nil {
@@ -136,7 +178,16 @@ func (s *Store) List(ctx context.Context) ([]Record, error) {
 		}
 		out = append(out, rec)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if (a.Name == "") != (b.Name == "") {
+			return a.Name != ""
+		}
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.ManifestDigest.String() < b.ManifestDigest.String()
+	})
 	return out, nil
 }
 
@@ -233,6 +284,22 @@ func (s *Store) recordPath(name string) string {
 	return filepath.Join(s.root, hex.EncodeToString(sum[:])+".json")
 }
 
+// untaggedPath is the file of the untagged record of manifest m. The prefix keeps it
+// apart from name records, whose names are bare hex.
+func (s *Store) untaggedPath(m v1.Hash) string {
+	return filepath.Join(s.root, untaggedPrefix+m.Algorithm+"-"+m.Hex+".json")
+}
+
+const untaggedPrefix = "untagged-"
+
+// path is the file of rec.
+func (s *Store) path(rec Record) string {
+	if rec.Name == "" {
+		return s.untaggedPath(rec.ManifestDigest)
+	}
+	return s.recordPath(rec.Name)
+}
+
 func (s *Store) readRecord(p string) (Record, error) {
 	dt, err := os.ReadFile(p)
 	if err != nil {
@@ -251,7 +318,7 @@ func (s *Store) writeRecord(rec Record) error {
 	if err != nil {
 		return err
 	}
-	if err := cache.WriteFileAtomic(s.recordPath(rec.Name), dt); err != nil {
+	if err := cache.WriteFileAtomic(s.path(rec), dt); err != nil {
 		return fmt.Errorf("writing image record: %w", err)
 	}
 	return nil

@@ -119,8 +119,10 @@ func TestPutOverwritesTag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 1 || recs[0].ManifestDigest != digestOf(t, img2) {
-		t.Errorf("List = %+v, want one record for the new image", recs)
+	// The image that lost its name stays, untagged, as with Docker.
+	if len(recs) != 2 || recs[0].ManifestDigest != digestOf(t, img2) || recs[0].Name != "docker.io/library/app:v1" ||
+		recs[1].ManifestDigest != digestOf(t, img1) || recs[1].Name != "" {
+		t.Errorf("List = %+v, want the new image named and the old one untagged", recs)
 	}
 }
 

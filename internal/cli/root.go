@@ -30,5 +30,8 @@ func New() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.root, "root", def, "directory of the image store and build cache (env BUILDER_ROOT)")
 	root.AddCommand(newBuildCmd(g), newImagesCmd(g))
+	root.AddCommand(newLoginCmd(g), newLogoutCmd(g), newPushCmd(g), newPullCmd(g))
+	root.AddCommand(newInspectCmd(g), newHistoryCmd(g), newTagCmd(g), newRmiCmd(g), newSaveCmd(g),
+		newLoadCmd(g), newExportCmd(g), newImportCmd(g), newRunCmd(g), newDuCmd(g))
 	return root
 }

@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/builderdev/builder/cache"
 )
@@ -65,6 +66,55 @@ func (c *Client) Resolve(ctx context.Context, ref string) (*Resolved, error) {
 	}
 	return r, nil
 }
+
+// Pull fetches what ref names into the content store: the manifest (the platform's
+// image of an index), the config and every layer. Unlike Resolve it always asks the
+// registry about a tag; a digest whose blobs are all stored needs no network.
+func (c *Client) Pull(ctx context.Context, ref string) (*Resolved, error) {
+	p, err := parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	var r *Resolved
+	if p.digest != "" {
+		r, _ = c.resolveLocal(ctx, p, p.digest)
+	}
+	if r == nil {
+		top, err := c.pull(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("pulling %s: %w", p, err)
+		}
+		if p.digest == "" {
+			if err := c.remember(p, top); err != nil {
+				return nil, fmt.Errorf("pulling %s: %w", p, err)
+			}
+		}
+		if r, err = c.resolveLocal(ctx, p, top); err != nil {
+			return nil, fmt.Errorf("pulling %s: %w", p, err)
+		}
+	}
+	repo, err := c.repository(p)
+	if err != nil {
+		return nil, fmt.Errorf("pulling %s: %w", p, err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(pullJobs)
+	for _, l := range r.Manifest.Layers {
+		g.Go(func() error {
+			if err := c.fetchBlob(gctx, repo, l); err != nil {
+				return fmt.Errorf("pulling %s: layer %s: %w", p, l.Digest, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// pullJobs is how many layers Pull downloads at once.
+const pullJobs = 4
 
 // FetchLayer makes sure the compressed blob desc of an image in ref's repository is in
 // the content store, downloading and verifying it if needed.
@@ -147,7 +197,10 @@ func (c *Client) storeManifest(ctx context.Context, raw []byte, want v1.Hash) (d
 }
 
 // fetchBlob downloads blob desc of repo into the content store (verifying size and
-// digest) unless it is there already.
+// digest) unless it is there already, and remembers repo as a place that holds it.
+// A download that breaks off (connection reset or closed mid-body) starts again from
+// the beginning; the content store keeps an unfinished or unverified blob in an
+// ingest file and drops it, so a failure never leaves a partial blob behind.
 func (c *Client) fetchBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor) error {
 	d, err := digest.Parse(desc.Digest.String())
 	if err != nil {
@@ -156,18 +209,24 @@ func (c *Client) fetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 	if c.cs.Has(d) {
 		return nil
 	}
-	l, err := c.puller.Layer(ctx, repo.Digest(d.String()))
+	err = c.withRetry(ctx, func() error {
+		l, err := c.puller.Layer(ctx, repo.Digest(d.String()))
+		if err != nil {
+			return err
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		_, err = c.cs.WriteBlob(ctx, rc, desc.Size, d)
+		return err
+	})
 	if err != nil {
 		return explain(repo.RegistryStr(), err)
 	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return explain(repo.RegistryStr(), err)
-	}
-	defer rc.Close()
-	if _, err := c.cs.WriteBlob(ctx, rc, desc.Size, d); err != nil {
-		return explain(repo.RegistryStr(), err)
-	}
+	// Only a hint for cross-repository mounts on push.
+	_ = c.rememberSource(repo.Name(), desc.Digest)
 	return nil
 }
 
