@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -21,14 +22,53 @@ type Exporter interface {
 	Export(ctx context.Context, img v1.Image) error
 }
 
+// ImageOption configures Image.
+type ImageOption func(*imageOptions) error
+
+type imageOptions struct {
+	docker      bool
+	annotations map[string]string
+}
+
+// WithDockerMediaTypes makes a Docker schema 2 manifest (Docker config and layer media
+// types) instead of an OCI one. zstd layers cannot be named this way.
+func WithDockerMediaTypes() ImageOption {
+	return func(o *imageOptions) error { o.docker = true; return nil }
+}
+
+// WithManifestAnnotations sets the manifest's annotations (OCI media types only).
+func WithManifestAnnotations(a map[string]string) ImageOption {
+	return func(o *imageOptions) error {
+		if len(a) == 0 {
+			return nil
+		}
+		if o.annotations == nil {
+			o.annotations = map[string]string{}
+		}
+		for k, v := range a {
+			o.annotations[k] = v
+		}
+		return nil
+	}
+}
+
 // Image returns an image whose layers are the given blobs in cs, base first, and whose
 // config is cfg (OCI image config JSON) with rootfs.diff_ids set from layers. Other
 // config fields, history included, are kept as given. The manifest uses OCI media
-// types; Docker layer media types are mapped to their OCI equivalents (the bytes are
-// the same). Layer blobs are only opened when a sink reads them.
-func Image(ctx context.Context, cs *content.Store, layers []cache.Layer, cfg []byte) (v1.Image, error) {
+// types unless WithDockerMediaTypes; layer media types are mapped to the chosen family
+// (the bytes are the same). Layer blobs are only opened when a sink reads them.
+func Image(ctx context.Context, cs *content.Store, layers []cache.Layer, cfg []byte, opts ...ImageOption) (v1.Image, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	var o imageOptions
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if o.docker && len(o.annotations) > 0 {
+		return nil, errors.New(`cannot export annotations with "oci-mediatypes=false"`)
 	}
 	fields := map[string]json.RawMessage{}
 	if len(cfg) > 0 {
@@ -43,6 +83,11 @@ func Image(ctx context.Context, cs *content.Store, layers []cache.Layer, cfg []b
 		desc, diffID, err := layerDescriptor(cs, l)
 		if err != nil {
 			return nil, err
+		}
+		if o.docker {
+			if desc.MediaType, err = dockerLayerType(desc.MediaType); err != nil {
+				return nil, fmt.Errorf("layer %s: %w", l.Digest, err)
+			}
 		}
 		diffIDs[i] = diffID.String()
 		descs[i] = desc
@@ -69,6 +114,10 @@ func Image(ctx context.Context, cs *content.Store, layers []cache.Layer, cfg []b
 		MediaType:     types.OCIManifestSchema1,
 		Config:        v1.Descriptor{MediaType: types.OCIConfigJSON, Size: cfgSize, Digest: cfgHash},
 		Layers:        descs,
+		Annotations:   o.annotations,
+	}
+	if o.docker {
+		m.MediaType, m.Config.MediaType = types.DockerManifestSchema2, types.DockerConfigJSON
 	}
 	rawManifest, err := json.Marshal(m)
 	if err != nil {
@@ -144,6 +193,21 @@ func ociLayerType(mt types.MediaType) types.MediaType {
 		return types.OCIRestrictedLayer
 	}
 	return mt
+}
+
+// dockerLayerType maps an OCI layer media type to the Docker one for the same bytes.
+func dockerLayerType(mt types.MediaType) (types.MediaType, error) {
+	switch mt {
+	case types.OCILayer, types.DockerLayer:
+		return types.DockerLayer, nil
+	case types.OCIUncompressedLayer, types.DockerUncompressedLayer:
+		return types.DockerUncompressedLayer, nil
+	case types.OCIRestrictedLayer, types.DockerForeignLayer:
+		return types.DockerForeignLayer, nil
+	case types.OCILayerZStd:
+		return "", errZstdDocker
+	}
+	return "", fmt.Errorf("media type %s has no Docker equivalent", mt)
 }
 
 // storeImage is the go-containerregistry core of an image kept in the content store;

@@ -77,6 +77,10 @@ type ExecOp struct {
 	// but not the cache key: a proxy changes how the network is reached, not what a
 	// step makes. Hence it is left out of the encoding and the digest.
 	ProxyEnv []string `json:"-"`
+	// SourceDateEpoch (SOURCE_DATE_EPOCH, Unix seconds) clamps the modification times
+	// in the layer the op makes, so rebuilding it gives the same bytes. It is part of
+	// the digest: a step with an epoch and one without make different layers.
+	SourceDateEpoch *int64 `json:"sourceDateEpoch,omitempty"`
 }
 
 // Mount types of an ExecOp.
@@ -133,6 +137,8 @@ const NoInput = -1
 type FileOp struct {
 	Base    int          `json:"base"`
 	Actions []FileAction `json:"actions"`
+	// SourceDateEpoch is as in ExecOp.
+	SourceDateEpoch *int64 `json:"sourceDateEpoch,omitempty"`
 }
 
 // FileAction is one step of a FileOp; exactly one field is set.

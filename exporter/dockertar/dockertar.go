@@ -1,6 +1,8 @@
-// Package dockertar writes an image as a `docker save` tarball (manifest.json,
-// repositories, config and compressed layer blobs), which `docker load`,
-// `podman load` and `skopeo copy docker-archive:` read.
+// Package dockertar writes an image as a `docker save` tarball (config, compressed
+// layer blobs, manifest.json and the legacy repositories file), which `docker load`,
+// `podman load` and `skopeo copy docker-archive:` read. The tarball is a function of
+// the image and its tags only (fixed entry order, zero times, sorted tags), and can be
+// streamed: nothing is seeked.
 package dockertar
 
 import (
@@ -8,15 +10,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/builderdev/builder/exporter"
 	"github.com/builderdev/builder/internal/registry"
@@ -41,22 +44,38 @@ func (c Config) Export(ctx context.Context, img v1.Image) error {
 // Write writes img to dest in docker-save format under the given tags. The tarball
 // is written beside dest under a temporary name and renamed into place at the end.
 func Write(ctx context.Context, img v1.Image, tags []string, dest string) error {
-	refs := make(map[name.Reference]v1.Image, len(tags))
-	repos := map[string]map[string]string{}
-	cfgName, err := img.ConfigName()
+	err := exporter.WriteFile(ctx, dest, func(f *os.File) error {
+		return WriteTo(ctx, img, tags, f)
+	})
 	if err != nil {
 		return fmt.Errorf("writing docker tarball %s: %w", dest, err)
 	}
+	return nil
+}
+
+// WriteTo streams img in docker-save format under the given tags to w (a pipe or
+// stdout is fine: nothing is seeked). The output depends only on the image and the
+// tags: entries are in a fixed order with zero times, tags sorted.
+func WriteTo(ctx context.Context, img v1.Image, tags []string, w io.Writer) error {
+	cfgName, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	repos := map[string]map[string]string{}
+	var repoTags []string
 	for _, t := range tags {
 		n, err := registry.Normalize(t)
 		if err != nil {
-			return fmt.Errorf("writing docker tarball %s: %w", dest, err)
+			return err
 		}
 		tag, err := name.NewTag(n)
 		if err != nil {
-			return fmt.Errorf("writing docker tarball %s: tag %q: a docker tarball needs a name:tag without digest", dest, t)
+			return fmt.Errorf("tag %q: a docker tarball needs a name:tag without digest", t)
 		}
-		refs[tag] = img
+		if slices.Contains(repoTags, n) {
+			continue
+		}
+		repoTags = append(repoTags, n)
 		repo := strings.TrimSuffix(n, ":"+tag.TagStr())
 		if repos[repo] == nil {
 			repos[repo] = map[string]string{}
@@ -65,62 +84,87 @@ func Write(ctx context.Context, img v1.Image, tags []string, dest string) error 
 		// image by its ID, the config digest.
 		repos[repo][tag.TagStr()] = cfgName.Hex
 	}
-	if len(refs) == 0 {
-		// The reference is only a map key; untagged images are written without RepoTags.
-		d, err := name.NewDigest("untagged@" + cfgName.String())
-		if err != nil {
-			return fmt.Errorf("writing docker tarball %s: %w", dest, err)
-		}
-		refs[d] = img
-	}
+	slices.Sort(repoTags)
 
-	err = exporter.WriteFile(ctx, dest, func(f *os.File) error {
-		if err := tarball.MultiRefWrite(refs, exporter.CancelWriter(ctx, f)); err != nil {
+	tw := tar.NewWriter(exporter.CancelWriter(ctx, w))
+	file := func(name string, size int64, r io.Reader) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
 			return err
 		}
-		if len(repos) == 0 {
-			return nil
+		n, err := io.Copy(tw, r)
+		if err == nil && n != size {
+			err = fmt.Errorf("%s: wrote %d bytes, expected %d", name, n, size)
 		}
+		return err
+	}
+	rawCfg, err := img.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	if err := file(cfgName.String(), int64(len(rawCfg)), bytes.NewReader(rawCfg)); err != nil {
+		return err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	layerFiles := make([]string, len(layers))
+	written := map[string]bool{}
+	for i, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			return err
+		}
+		mt, err := l.MediaType()
+		if err != nil {
+			return err
+		}
+		layerFiles[i] = d.Hex + layerExtension(mt)
+		if written[layerFiles[i]] {
+			continue
+		}
+		written[layerFiles[i]] = true
+		size, err := l.Size()
+		if err != nil {
+			return err
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		err = file(layerFiles[i], size, rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("writing layer %s: %w", d, err)
+		}
+	}
+	manifest, err := json.Marshal(tarball.Manifest{{Config: cfgName.String(), RepoTags: repoTags, Layers: layerFiles}})
+	if err != nil {
+		return err
+	}
+	if err := file("manifest.json", int64(len(manifest)), bytes.NewReader(manifest)); err != nil {
+		return err
+	}
+	if len(repos) > 0 {
 		dt, err := json.Marshal(repos)
 		if err != nil {
 			return err
 		}
-		return appendEntry(f, "repositories", dt)
-	})
-	if err != nil {
-		return fmt.Errorf("writing docker tarball %s: %w", dest, err)
-	}
-	return nil
-}
-
-// appendEntry adds one file to the finished tar f by writing over its end-of-archive
-// marker (two zero blocks, which is all archive/tar writes on Close) and ending the
-// archive again after it.
-func appendEntry(f *os.File, name string, dt []byte) error {
-	const footer = 2 * 512
-	end, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return err
-	}
-	tail := make([]byte, footer)
-	if end < footer {
-		return errors.New("appending to tarball: archive too short")
-	}
-	if _, err := f.ReadAt(tail, end-footer); err != nil {
-		return fmt.Errorf("appending to tarball: %w", err)
-	}
-	if !bytes.Equal(tail, make([]byte, footer)) {
-		return errors.New("appending to tarball: archive does not end with a tar footer")
-	}
-	if _, err := f.Seek(end-footer, io.SeekStart); err != nil {
-		return err
-	}
-	tw := tar.NewWriter(f)
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(dt)), Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	if _, err := tw.Write(dt); err != nil {
-		return err
+		if err := file("repositories", int64(len(dt)), bytes.NewReader(dt)); err != nil {
+			return err
+		}
 	}
 	return tw.Close()
+}
+
+// layerExtension names layer files the way go-containerregistry's tarball package
+// does, which is what docker load, podman load and skopeo read.
+func layerExtension(mt types.MediaType) string {
+	switch mt {
+	case types.OCILayerZStd:
+		return ".tar.zst"
+	case types.OCIUncompressedLayer, types.OCIUncompressedRestrictedLayer, types.DockerUncompressedLayer:
+		return ".tar"
+	}
+	return ".tar.gz"
 }

@@ -246,3 +246,49 @@ func TestWriteCancelled(t *testing.T) {
 	}
 	exportertest.DirHolds(t, dir)
 }
+
+// TestWriteToStream: the streamed tarball (no seeking: a pipe) is byte for byte the
+// file one, repositories included.
+func TestWriteToStream(t *testing.T) {
+	cs := testutil.ContentStore(t)
+	img, _ := exportertest.Image(t, cs)
+	dir := t.TempDir()
+	tags := []string{"app:1", "reg.example:5000/a/b:v2"}
+	if err := dockertar.Write(t.Context(), img, tags, filepath.Join(dir, "file.tar")); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(dockertar.WriteTo(context.Background(), img, tags, pw)) }()
+	streamed, err := io.ReadAll(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile(filepath.Join(dir, "file.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(streamed) != string(file) {
+		t.Fatalf("streamed tarball (%d bytes) differs from the file (%d bytes)", len(streamed), len(file))
+	}
+	files := tarFiles(t, filepath.Join(dir, "file.tar"))
+	var repos map[string]map[string]string
+	if err := json.Unmarshal(files["repositories"], &repos); err != nil {
+		t.Fatalf("repositories: %v", err)
+	}
+	cfg, _ := img.ConfigName()
+	want := map[string]map[string]string{"docker.io/library/app": {"1": cfg.Hex}, "reg.example:5000/a/b": {"v2": cfg.Hex}}
+	if d := cmp.Diff(want, repos); d != "" {
+		t.Errorf("repositories (-want +got):\n%s", d)
+	}
+}
+
+// TestWriteToClosedPipe: a reader that goes away fails the export with an error.
+func TestWriteToClosedPipe(t *testing.T) {
+	cs := testutil.ContentStore(t)
+	img, _ := exportertest.Image(t, cs)
+	pr, pw := io.Pipe()
+	pr.CloseWithError(errors.New("reader gone"))
+	if err := dockertar.WriteTo(t.Context(), img, []string{"a:1"}, pw); err == nil || !strings.Contains(err.Error(), "reader gone") {
+		t.Fatalf("WriteTo a closed pipe: error = %v", err)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,44 +47,68 @@ type Config struct {
 	Names []string
 	// Tar writes a tar of the layout instead of a directory.
 	Tar bool
+	// Annotations go on the image's descriptor in index.json (BuildKit's
+	// annotation-manifest-descriptor.KEY), besides the names and
+	// org.opencontainers.image.created, which is the config's creation time.
+	Annotations map[string]string
 }
 
 var _ exporter.Exporter = Config{}
 
 // Export writes img as configured.
 func (c Config) Export(ctx context.Context, img v1.Image) error {
-	return Write(ctx, img, c.Names, c.Dest, c.Tar)
-}
-
-// Write writes img as an OCI layout at dest (a tar of it if asTar), named names.
-func Write(ctx context.Context, img v1.Image, names []string, dest string, asTar bool) error {
-	idx, err := index(img, names)
+	idx, err := c.index(img)
 	if err != nil {
-		return fmt.Errorf("writing OCI layout %s: %w", dest, err)
+		return fmt.Errorf("writing OCI layout %s: %w", c.Dest, err)
 	}
-	if asTar {
-		err = exporter.WriteFile(ctx, dest, func(f *os.File) error {
+	if c.Tar {
+		err = exporter.WriteFile(ctx, c.Dest, func(f *os.File) error {
 			return writeTar(exporter.CancelWriter(ctx, f), idx, img)
 		})
 	} else {
-		err = writeDir(ctx, dest, idx)
+		err = writeDir(ctx, c.Dest, idx)
 	}
 	if err != nil {
-		return fmt.Errorf("writing OCI layout %s: %w", dest, err)
+		return fmt.Errorf("writing OCI layout %s: %w", c.Dest, err)
 	}
 	return nil
 }
 
+// WriteTo streams a tar of the layout to w (a pipe or stdout is fine); Dest and Tar
+// are not used.
+func (c Config) WriteTo(ctx context.Context, img v1.Image, w io.Writer) error {
+	idx, err := c.index(img)
+	if err != nil {
+		return fmt.Errorf("writing OCI layout: %w", err)
+	}
+	if err := writeTar(exporter.CancelWriter(ctx, w), idx, img); err != nil {
+		return fmt.Errorf("writing OCI layout: %w", err)
+	}
+	return nil
+}
+
+// Write writes img as an OCI layout at dest (a tar of it if asTar), named names.
+func Write(ctx context.Context, img v1.Image, names []string, dest string, asTar bool) error {
+	return Config{Dest: dest, Names: names, Tar: asTar}.Export(ctx, img)
+}
+
 // index is the layout's index.json: one entry per distinct name, all pointing at img.
-func index(img v1.Image, names []string) (v1.ImageIndex, error) {
+func (c Config) index(img v1.Image) (v1.ImageIndex, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, err
 	}
+	annotations := maps.Clone(c.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	if _, ok := annotations[ocispec.AnnotationCreated]; !ok && !cf.Created.IsZero() {
+		annotations[ocispec.AnnotationCreated] = cf.Created.UTC().Format(time.RFC3339)
+	}
 	base := v1.Descriptor{Platform: cf.Platform()}
 	var adds []mutate.IndexAddendum
 	seen := map[string]bool{}
-	for _, n := range names {
+	for _, n := range c.Names {
 		norm, err := registry.Normalize(n)
 		if err != nil {
 			return nil, err
@@ -96,14 +121,17 @@ func index(img v1.Image, names []string) (v1.ImageIndex, error) {
 		}
 		seen[norm] = true
 		d := base
-		d.Annotations = map[string]string{
-			ocispec.AnnotationRefName: norm[strings.LastIndex(norm, ":")+1:],
-			containerdImageName:       norm,
-		}
+		d.Annotations = maps.Clone(annotations)
+		d.Annotations[ocispec.AnnotationRefName] = norm[strings.LastIndex(norm, ":")+1:]
+		d.Annotations[containerdImageName] = norm
 		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: d})
 	}
 	if len(adds) == 0 {
-		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: base})
+		d := base
+		if len(annotations) > 0 {
+			d.Annotations = annotations
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: d})
 	}
 	return mutate.AppendManifests(empty.Index, adds...), nil
 }

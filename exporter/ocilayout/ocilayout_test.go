@@ -288,3 +288,58 @@ func exportertestImage2(t *testing.T, cs *content.Store) (v1.Image, error) {
 	l := exportertest.Layer(t, cs, map[string]string{"two": "2"})
 	return exporter.Image(t.Context(), cs, []cache.Layer{l}, exportertest.Config(t, 1))
 }
+
+// TestDescriptorAnnotations: index.json entries carry the given annotations, the
+// names and the config's creation time.
+func TestDescriptorAnnotations(t *testing.T) {
+	cs := testutil.ContentStore(t)
+	img, _ := exportertest.Image(t, cs)
+	dest := filepath.Join(t.TempDir(), "layout")
+	c := ocilayout.Config{Dest: dest, Names: []string{"app:1"}, Annotations: map[string]string{"com.example.k": "v"}}
+	if err := c.Export(t.Context(), img); err != nil {
+		t.Fatal(err)
+	}
+	p, err := layout.FromPath(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, _ := p.ImageIndex()
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"com.example.k":                     "v",
+		"org.opencontainers.image.created":  "2024-01-02T03:04:05Z",
+		"org.opencontainers.image.ref.name": "1",
+		"io.containerd.image.name":          "docker.io/library/app:1",
+	}
+	if len(im.Manifests) != 1 {
+		t.Fatalf("index has %d entries", len(im.Manifests))
+	}
+	if d := cmp.Diff(want, im.Manifests[0].Annotations); d != "" {
+		t.Errorf("annotations (-want +got):\n%s", d)
+	}
+}
+
+// TestWriteToStream: the streamed layout tar is the tar file's bytes.
+func TestWriteToStream(t *testing.T) {
+	cs := testutil.ContentStore(t)
+	img, _ := exportertest.Image(t, cs)
+	dest := filepath.Join(t.TempDir(), "layout.tar")
+	c := ocilayout.Config{Dest: dest, Names: []string{"app:1"}, Tar: true}
+	if err := c.Export(t.Context(), img); err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	if err := c.WriteTo(t.Context(), img, &buf); err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if buf.String() != string(file) {
+		t.Errorf("streamed layout tar differs from the file")
+	}
+}

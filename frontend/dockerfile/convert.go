@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	ggcrname "github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -90,6 +91,9 @@ type Result struct {
 	// WORKDIR's mkdir), also those inherited from a parent stage; "" for metadata-only
 	// entries (EmptyLayer) and for entries inherited from the base image.
 	History []digest.Digest
+	// SourceDateEpoch is the SOURCE_DATE_EPOCH build arg (or global ARG default) as
+	// a time, nil when not set: the exporter's "created" times.
+	SourceDateEpoch *time.Time
 }
 
 // DockerImage returns the image config in Docker's extended form (OCI plus
@@ -124,6 +128,8 @@ type converter struct {
 	// images holds resolved images and OCI layouts, by the string given to the resolver.
 	images map[string]*baseImage
 	local  *llb.State
+	// epoch is SOURCE_DATE_EPOCH (Unix seconds), nil when not given.
+	epoch *int64
 }
 
 // stage is one FROM ... section while it is lowered.
@@ -250,6 +256,9 @@ func Convert(ctx context.Context, dockerfile []byte, opt Options) (res *Result, 
 		targetName = stages[len(stages)-1].Name
 	}
 	if err := c.globalArgs(metaArgs, targetName); err != nil {
+		return nil, err
+	}
+	if err := c.sourceDateEpoch(); err != nil {
 		return nil, err
 	}
 	if err := c.buildStages(stages); err != nil {
@@ -769,8 +778,8 @@ func (c *converter) namedBase(key string, loc []parser.Range) (llb.State, docker
 	if st.IsScratch() {
 		return st, base, false, nil
 	}
-	cp, err := llb.Scratch().Copy(st, llb.CopyAction{Src: []string{"."}, Dest: "/", FollowSymlinks: true},
-		c.meta("[context "+key+"] copy from client", loc))
+	cp, err := c.stamp(llb.Scratch().Copy(st, llb.CopyAction{Src: []string{"."}, Dest: "/", FollowSymlinks: true},
+		c.meta("[context "+key+"] copy from client", loc)))
 	return cp, base, true, err
 }
 
@@ -929,6 +938,8 @@ func (c *converter) result(s *stage) *Result {
 		Image:        img.Image,
 		DockerConfig: img.Config.DockerOCIImageConfigExt,
 		History:      slices.Clone(s.hist),
+		// Layers made by this build's RUN, COPY, ADD and WORKDIR carry it too.
+		SourceDateEpoch: c.epochTime(),
 	}
 	res.Image.Config = img.Config.ImageConfig
 	return res

@@ -164,7 +164,7 @@ func (c *converter) dispatchCopy(s *stage, spec copySpec) error {
 		parts = append(parts, copyPart{from: st, action: a})
 	}
 
-	st, err := copyAll(s.state, parts, meta)
+	st, err := c.stamp(copyAll(s.state, parts, meta))
 	if err != nil {
 		return err
 	}

@@ -182,7 +182,7 @@ func (c *converter) dispatchWorkdir(s *stage, w *instructions.WorkdirCommand) er
 		// BuildKit creates the directory as the current user, so it can write there.
 		mk.Chown = parseChown(u)
 	}
-	st, err := s.state.Mkdir(mk, c.meta(s.describe(c.display(w.String(), shell.EnvsFromSlice(s.env))), w.Location()))
+	st, err := c.stamp(s.state.Mkdir(mk, c.meta(s.describe(c.display(w.String(), shell.EnvsFromSlice(s.env))), w.Location())))
 	if err != nil {
 		return err
 	}

@@ -92,6 +92,8 @@ func (c *converter) dispatchRun(s *stage, r *instructions.RunCommand) error {
 		Network:  network,
 		Mounts:   mounts,
 		ProxyEnv: c.proxyEnv(s),
+		// Set only with SOURCE_DATE_EPOCH, so other builds keep their cache keys.
+		SourceDateEpoch: c.epoch,
 	}, froms, c.meta(s.describe(c.display(text, maskSecretEnv(s.env, ms))), r.Location()))
 	if err != nil {
 		return err

@@ -13,15 +13,12 @@ import (
 	"strings"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/exporter"
-	"github.com/builderdev/builder/exporter/dockertar"
-	"github.com/builderdev/builder/exporter/ocilayout"
 	"github.com/builderdev/builder/frontend/dockerfile"
 	"github.com/builderdev/builder/internal/progress"
 	"github.com/builderdev/builder/internal/registry"
@@ -47,6 +44,8 @@ type buildOptions struct {
 	ssh        []string
 	contexts   []string
 	labels     []string
+	metadata   string
+	iidFile    string
 	contextDir string
 }
 
@@ -77,7 +76,9 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.target, "target", "", "build this stage instead of the last one")
 	f.BoolVar(&o.noCache, "no-cache", false, "run every step, ignoring the build cache")
 	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, tty or quiet")
-	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=docker,dest=PATH | type=oci,dest=PATH[,tar=false] | type=image,name=REF[,push=true]")
+	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=image,name=REF[,push=true] | type=registry,name=REF | type=docker,dest=PATH|- | type=oci,dest=PATH|-[,tar=false] | type=local,dest=DIR | type=tar,dest=PATH|-; image attributes: compression=gzip|zstd|uncompressed, compression-level=N, force-compression=true, oci-mediatypes=true|false, annotation.KEY=VALUE")
+	f.StringVar(&o.metadata, "metadata-file", "", "write the build result's metadata (image digest, config digest, names) to FILE as JSON")
+	f.StringVar(&o.iidFile, "iidfile", "", "write the image ID (config digest) to FILE")
 	f.BoolVar(&o.printLLB, "print-llb", false, "print the LLB graph as JSON and stop (nothing is run)")
 	f.StringVar(&o.network, "network", "default", "network mode for RUN: default (host) or none")
 	f.StringArrayVar(&o.insecure, "insecure-registry", nil, "registry host reached over plain http (localhost and 127.0.0.1 always are)")
@@ -94,13 +95,9 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 	if err != nil {
 		return err
 	}
-	outputs := make([]Output, 0, len(o.outputs))
-	for _, spec := range o.outputs {
-		out, err := parseOutput(spec)
-		if err != nil {
-			return err
-		}
-		outputs = append(outputs, out)
+	outputs, err := parseOutputs(o.outputs)
+	if err != nil {
+		return err
 	}
 	for _, t := range o.tags {
 		if _, err := registry.Normalize(t); err != nil {
@@ -110,6 +107,13 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 	args, err := parseBuildArgs(o.buildArgs)
 	if err != nil {
 		return err
+	}
+	// As buildx and buildctl do, the client's SOURCE_DATE_EPOCH is a build arg unless
+	// --build-arg gives one.
+	if v, ok := os.LookupEnv(sourceDateEpoch); ok && v != "" {
+		if _, set := args[sourceDateEpoch]; !set {
+			args[sourceDateEpoch] = v
+		}
 	}
 	network := o.network
 	switch network {
@@ -129,7 +133,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 	if err != nil {
 		return err
 	}
-	regOpts := []registry.Option{registry.WithInsecureRegistries(o.insecure...)}
+	regOpts := []registry.Option{registry.WithInsecureRegistries(append(o.insecure, insecureHosts(outputs)...)...)}
 	if o.pull {
 		regOpts = append(regOpts, registry.WithAlwaysPull())
 	}
@@ -223,15 +227,17 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 	if err != nil {
 		return err
 	}
-	img, err := exporter.Image(ctx, st.content, final.Layers, cfg)
-	if err != nil {
-		return fmt.Errorf("assembling image: %w", err)
-	}
-	id, err := img.ConfigName()
+	conv, err := exporter.NewConverter(st.content, filepath.Join(st.root, "converted"))
 	if err != nil {
 		return err
 	}
-	if err := export(ctx, st, reg, img, o.tags, outputs, p); err != nil {
+	ex := &exports{st: st, reg: reg, conv: conv, final: final, cfg: cfg, epoch: fe.SourceDateEpoch, stdout: stdout, p: p}
+	md, err := ex.run(ctx, o.tags, outputs)
+	if err != nil {
+		return err
+	}
+	id := md.configDigest
+	if err := writeMetadata(o.metadata, o.iidFile, md); err != nil {
 		return err
 	}
 	p.Close()
@@ -242,53 +248,18 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 	return nil
 }
 
-func export(ctx context.Context, st *store, reg *registry.Client, img v1.Image, tags []string, outputs []Output, p *progress.Printer) error {
-	for _, t := range tags {
-		if _, err := st.images.Put(ctx, t, img); err != nil {
-			return fmt.Errorf("storing image %s: %w", t, err)
-		}
-		p.Printf("naming to %s", t)
-	}
-	for _, out := range outputs {
-		names := out.Names
-		if len(names) == 0 {
-			names = tags
-		}
-		switch out.Type {
-		case "docker":
-			if err := dockertar.Write(ctx, img, names, out.Dest); err != nil {
-				return fmt.Errorf("exporting docker tarball %s: %w", out.Dest, err)
-			}
-			p.Printf("exported docker tarball to %s", out.Dest)
-		case "oci":
-			if err := ocilayout.Write(ctx, img, names, out.Dest, out.Tar); err != nil {
-				return fmt.Errorf("exporting OCI layout %s: %w", out.Dest, err)
-			}
-			p.Printf("exported OCI layout to %s", out.Dest)
-		case "image":
-			for _, n := range names {
-				if _, err := st.images.Put(ctx, n, img); err != nil {
-					return fmt.Errorf("storing image %s: %w", n, err)
-				}
-				if out.Push {
-					if err := reg.Push(ctx, n, img); err != nil {
-						return err
-					}
-					p.Printf("pushed %s", n)
-				}
-			}
-		}
-	}
-	return nil
-}
-
 // imageConfig completes the frontend's config: history entries of steps that changed
 // nothing are marked empty (they have no layer), and timestamps are set. A step's time
 // is when its result was first made, so a fully cached rebuild yields the same config
 // and thus the same image.
+//
+// With SOURCE_DATE_EPOCH the image is created at the epoch, and so is every history
+// entry of this build; inherited entries keep their time unless it is later (as in
+// BuildKit), so the config does not depend on when or where the build ran.
 func imageConfig(fe *dockerfile.Result, out *llb.Vertex, results map[digest.Digest]solver.Result) ([]byte, error) {
 	img := fe.DockerImage()
 	added := addedLayers(out, results)
+	epoch := fe.SourceDateEpoch
 	var created time.Time
 	for _, d := range fe.History {
 		if c := results[d].Created; d != "" && c.After(created) {
@@ -298,6 +269,9 @@ func imageConfig(fe *dockerfile.Result, out *llb.Vertex, results map[digest.Dige
 	if created.IsZero() {
 		created = time.Now().UTC()
 	}
+	if epoch != nil {
+		created = *epoch
+	}
 	img.Created = &created
 	for i := range img.History {
 		var d digest.Digest
@@ -306,11 +280,11 @@ func imageConfig(fe *dockerfile.Result, out *llb.Vertex, results map[digest.Dige
 		}
 		if d != "" {
 			img.History[i].EmptyLayer = !added[d]
-			if c := results[d].Created; !c.IsZero() {
+			if c := results[d].Created; !c.IsZero() && epoch == nil {
 				img.History[i].Created = &c
 			}
 		}
-		if img.History[i].Created == nil {
+		if h := img.History[i].Created; h == nil || (epoch != nil && (d != "" || h.After(*epoch))) {
 			img.History[i].Created = &created
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -103,7 +104,7 @@ func (o *execOp) Exec(ctx context.Context, inputs []solver.Result, logs io.Write
 	if err := rm.points.prune(a.UpperDir()); err != nil {
 		return cache.Ref{}, err
 	}
-	return commit(ctx, o.d, a, base)
+	return commit(ctx, o.d, a, base, o.op.SourceDateEpoch)
 }
 
 // setEnv returns env with kv ("KEY=value") replacing any earlier KEY, as a copy.
@@ -119,12 +120,17 @@ func setEnv(env []string, kv string) []string {
 }
 
 // commit turns an active snapshot's upper dir into a layer on top of base. A step that
-// changed nothing adds no layer.
-func commit(ctx context.Context, d Deps, a *snapshot.Active, base cache.Ref) (cache.Ref, error) {
+// changed nothing adds no layer. With an epoch (SOURCE_DATE_EPOCH, Unix seconds) the
+// layer's times are clamped to it.
+func commit(ctx context.Context, d Deps, a *snapshot.Active, base cache.Ref, epoch *int64) (cache.Ref, error) {
 	if err := a.Unmount(ctx); err != nil {
 		return cache.Ref{}, err
 	}
-	l, empty, err := diff.WriteLayer(ctx, d.Content, a.UpperDir())
+	var opts []diff.Option
+	if epoch != nil {
+		opts = append(opts, diff.WithSourceDateEpoch(time.Unix(*epoch, 0)))
+	}
+	l, empty, err := diff.WriteLayer(ctx, d.Content, a.UpperDir(), opts...)
 	if err != nil {
 		return cache.Ref{}, err
 	}

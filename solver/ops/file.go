@@ -85,7 +85,7 @@ func (o *fileOp) Exec(ctx context.Context, inputs []solver.Result, _ io.Writer) 
 			return cache.Ref{}, err
 		}
 	}
-	return commit(ctx, o.d, a, base)
+	return commit(ctx, o.d, a, base, o.op.SourceDateEpoch)
 }
 
 func (o *fileOp) copy(ctx context.Context, dst string, src cache.Ref, c *llb.CopyAction) error {
