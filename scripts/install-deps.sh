@@ -16,6 +16,7 @@ need xz xz-utils
 need zstd zstd
 need qemu-aarch64-static qemu-user-static
 need update-binfmts binfmt-support
+need dockerd docker.io
 ldd /bin/busybox 2>&1 | grep -q "not a dynamic" || pkgs="$pkgs busybox-static"
 [ -f /usr/include/seccomp.h ] || pkgs="$pkgs libseccomp-dev"
 if [ -n "$pkgs" ]; then
