@@ -35,8 +35,17 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./solver/... ./worker/... ./cache/...
+# make bench = the Go micro-benchmarks, then builder against its peers on the shared corpus
+# (scripts/bench.sh: root, ../shared/bench; PEERS=1 adds Docker's BuildKit and buildah,
+# N=runs per cell). BENCH_COUNT=10 gives benchstat enough samples.
+.PHONY: bench-go bench-peers
+bench: bench-go bench-peers
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem -count $(or $(BENCH_COUNT),1) ./solver/... ./worker/... ./cache/...
+
+bench-peers:
+	scripts/bench.sh
 
 clean:
 	rm -rf bin .demo
