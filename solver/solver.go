@@ -68,7 +68,7 @@ type Solver struct {
 // Option configures a Solver.
 type Option func(*Solver) error
 
-// WithParallelism bounds how many ops execute at once (default: GOMAXPROCS, at least 2).
+// WithParallelism bounds how many ops execute at once (default: DefaultParallelism).
 func WithParallelism(n int) Option {
 	return func(s *Solver) error {
 		if n <= 0 {
@@ -84,9 +84,15 @@ func WithProgress(p Progress) Option {
 	return func(s *Solver) error { s.progress = p; return nil }
 }
 
+// DefaultParallelism is how many ops run at once unless WithParallelism says otherwise:
+// twice the CPUs, at least 4. RUN steps often wait (on the network, on sleep, on a
+// disk) rather than compute, so one per CPU would leave independent stages queued
+// behind idle ones; the kernel shares the CPUs among those that do compute.
+func DefaultParallelism() int { return max(2*runtime.GOMAXPROCS(0), 4) }
+
 // New returns a solver that binds ops with resolve and caches results in index.
 func New(resolve ResolveFunc, index Index, opts ...Option) (*Solver, error) {
-	s := &Solver{resolve: resolve, index: index, limit: int64(max(runtime.GOMAXPROCS(0), 2)), progress: nopProgress{}}
+	s := &Solver{resolve: resolve, index: index, limit: int64(DefaultParallelism()), progress: nopProgress{}}
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, err

@@ -177,6 +177,24 @@ func TestSolveParallelismLimit(t *testing.T) {
 	}
 }
 
+func TestDefaultParallelismRunsFourStagesTogether(t *testing.T) {
+	t.Parallel()
+	// The shared corpus's "parallel" case: four stages that mostly wait. With the
+	// default limit they must all be running at once, whatever the CPU count.
+	f := &fakeOps{hold: 300 * time.Millisecond}
+	s, err := New(f.resolve, newMemIndex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := fourStages(t)
+	if _, err := s.Solve(t.Context(), out); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.peak.Load(); got < 4 {
+		t.Errorf("peak concurrency %d with the default limit %d: independent stages queued", got, DefaultParallelism())
+	}
+}
+
 func TestSecondSolveHitsCache(t *testing.T) {
 	t.Parallel()
 	idx := newMemIndex()
