@@ -18,6 +18,7 @@ import (
 	"github.com/builderdev/builder/llb"
 	"github.com/builderdev/builder/solver"
 	"github.com/builderdev/builder/worker"
+	"github.com/builderdev/builder/worker/fscopy"
 )
 
 // ImageSource is what the image source op needs of a registry client.
@@ -56,6 +57,9 @@ type Deps struct {
 	TempDir string
 	// HTTP downloads ADD URLs; nil means http.DefaultClient.
 	HTTP *http.Client
+	// StatCache lets context checksums skip reading files whose stat is unchanged
+	// (a fscopy.FileStatCache keeps it across builds); nil reads every file.
+	StatCache fscopy.StatCache
 }
 
 // Resolver returns the solver.ResolveFunc that binds vertices to ops running on d.
@@ -82,9 +86,9 @@ func Resolver(d Deps) solver.ResolveFunc {
 			}
 			return nil, fmt.Errorf("unsupported source %q", op.Identifier)
 		case *llb.ExecOp:
-			return &execOp{d: d, op: op}, nil
+			return &execOp{d: d, op: op, hasher: fscopy.Hasher{StatCache: d.StatCache}}, nil
 		case *llb.FileOp:
-			return &fileOp{d: d, op: op}, nil
+			return &fileOp{d: d, op: op, hasher: fscopy.Hasher{StatCache: d.StatCache}}, nil
 		}
 		return nil, fmt.Errorf("unsupported op %T", v.Op())
 	}
