@@ -2,7 +2,9 @@
 // go-containerregistry v1.Image whose layers are blobs already in the content store, so
 // nothing is recompressed or copied until a sink asks for bytes; Stored reopens an
 // image whose manifest is in the store, byte for byte. Image makes OCI manifests, or
-// Docker schema 2 ones with WithDockerMediaTypes.
+// Docker schema 2 ones with WithDockerMediaTypes. Index puts the images of a
+// multi-platform build into one OCI image index (or Docker manifest list), each
+// descriptor carrying its platform.
 //
 // Layers are committed once as gzip (worker/diff). An output that wants zstd or
 // uncompressed blobs, or forces recompression, gets them from a Converter, which

@@ -1,6 +1,10 @@
 // Package ocilayout writes an image as an OCI image layout, as a directory or as a
 // tar of one (what BuildKit's type=oci output and skopeo's oci-archive: read).
 //
+// A multi-platform image (ExportIndex) is written as BuildKit writes it: index.json
+// points at an image index blob, which lists one manifest per platform, each
+// descriptor with its platform.
+//
 // Each name becomes an index.json entry annotated with
 // org.opencontainers.image.ref.name set to the tag ("v1"), which is how skopeo
 // (oci:DIR:v1) and umoci (--image DIR:v1) pick an image, and io.containerd.image.name
@@ -61,9 +65,24 @@ func (c Config) Export(ctx context.Context, img v1.Image) error {
 	if err != nil {
 		return fmt.Errorf("writing OCI layout %s: %w", c.Dest, err)
 	}
+	return c.export(ctx, idx)
+}
+
+// ExportIndex writes a multi-platform index (and every image it lists) as configured:
+// each name is an index.json entry pointing at the index.
+func (c Config) ExportIndex(ctx context.Context, mp v1.ImageIndex) error {
+	idx, err := c.indexOfIndex(mp)
+	if err != nil {
+		return fmt.Errorf("writing OCI layout %s: %w", c.Dest, err)
+	}
+	return c.export(ctx, idx)
+}
+
+func (c Config) export(ctx context.Context, idx v1.ImageIndex) error {
+	var err error
 	if c.Tar {
 		err = exporter.WriteFile(ctx, c.Dest, func(f *os.File) error {
-			return writeTar(exporter.CancelWriter(ctx, f), idx, img)
+			return writeTar(exporter.CancelWriter(ctx, f), idx)
 		})
 	} else {
 		err = writeDir(ctx, c.Dest, idx)
@@ -81,7 +100,19 @@ func (c Config) WriteTo(ctx context.Context, img v1.Image, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("writing OCI layout: %w", err)
 	}
-	if err := writeTar(exporter.CancelWriter(ctx, w), idx, img); err != nil {
+	if err := writeTar(exporter.CancelWriter(ctx, w), idx); err != nil {
+		return fmt.Errorf("writing OCI layout: %w", err)
+	}
+	return nil
+}
+
+// WriteIndexTo is WriteTo for a multi-platform index.
+func (c Config) WriteIndexTo(ctx context.Context, mp v1.ImageIndex, w io.Writer) error {
+	idx, err := c.indexOfIndex(mp)
+	if err != nil {
+		return fmt.Errorf("writing OCI layout: %w", err)
+	}
+	if err := writeTar(exporter.CancelWriter(ctx, w), idx); err != nil {
 		return fmt.Errorf("writing OCI layout: %w", err)
 	}
 	return nil
@@ -98,14 +129,50 @@ func (c Config) index(img v1.Image) (v1.ImageIndex, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.entries(img, v1.Descriptor{Platform: cf.Platform()}, cf.Created.Time)
+}
+
+// indexOfIndex is the layout's index.json for a multi-platform index: one entry per
+// distinct name, all pointing at mp. Its creation time is the latest of its images'.
+func (c Config) indexOfIndex(mp v1.ImageIndex) (v1.ImageIndex, error) {
+	m, err := mp.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var created time.Time
+	for _, d := range m.Manifests {
+		if !d.MediaType.IsImage() {
+			continue
+		}
+		img, err := mp.Image(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, err
+		}
+		if cf.Created.After(created) {
+			created = cf.Created.Time
+		}
+	}
+	mt, err := mp.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	return c.entries(mp, v1.Descriptor{MediaType: mt}, created)
+}
+
+// entries makes index.json's entries for add (an image or an index), each a copy of
+// base with the name and creation annotations.
+func (c Config) entries(add mutate.Appendable, base v1.Descriptor, created time.Time) (v1.ImageIndex, error) {
 	annotations := maps.Clone(c.Annotations)
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
-	if _, ok := annotations[ocispec.AnnotationCreated]; !ok && !cf.Created.IsZero() {
-		annotations[ocispec.AnnotationCreated] = cf.Created.UTC().Format(time.RFC3339)
+	if _, ok := annotations[ocispec.AnnotationCreated]; !ok && !created.IsZero() {
+		annotations[ocispec.AnnotationCreated] = created.UTC().Format(time.RFC3339)
 	}
-	base := v1.Descriptor{Platform: cf.Platform()}
 	var adds []mutate.IndexAddendum
 	seen := map[string]bool{}
 	for _, n := range c.Names {
@@ -124,14 +191,14 @@ func (c Config) index(img v1.Image) (v1.ImageIndex, error) {
 		d.Annotations = maps.Clone(annotations)
 		d.Annotations[ocispec.AnnotationRefName] = norm[strings.LastIndex(norm, ":")+1:]
 		d.Annotations[containerdImageName] = norm
-		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: d})
+		adds = append(adds, mutate.IndexAddendum{Add: add, Descriptor: d})
 	}
 	if len(adds) == 0 {
 		d := base
 		if len(annotations) > 0 {
 			d.Annotations = annotations
 		}
-		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: d})
+		adds = append(adds, mutate.IndexAddendum{Add: add, Descriptor: d})
 	}
 	return mutate.AppendManifests(empty.Index, adds...), nil
 }
@@ -220,24 +287,18 @@ func swapDirs(a, b string) error {
 
 const layoutFile = `{"imageLayoutVersion":"1.0.0"}`
 
+// maxIndexDepth bounds nested indexes in what is written.
+const maxIndexDepth = 4
+
 // writeTar streams the layout as a tar straight from the blobs, without an
-// intermediate directory. Entries and their order are fixed, times are zero.
-func writeTar(w io.Writer, idx v1.ImageIndex, img v1.Image) error {
+// intermediate directory: the blobs of every image (and nested index) idx lists, each
+// once, then index.json. Entries and their order are fixed, times are zero.
+func writeTar(w io.Writer, idx v1.ImageIndex) error {
 	tw := tar.NewWriter(w)
 	dir := func(name string) error {
 		return tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Unix(0, 0)})
 	}
-	file := func(name string, size int64, r io.Reader) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: size, ModTime: time.Unix(0, 0)}); err != nil {
-			return err
-		}
-		_, err := io.Copy(tw, r)
-		return err
-	}
-	bytesFile := func(name string, dt []byte) error { return file(name, int64(len(dt)), bytes.NewReader(dt)) }
-	blob := func(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
-
-	if err := bytesFile("oci-layout", []byte(layoutFile)); err != nil {
+	if err := writeFile(tw, "oci-layout", []byte(layoutFile)); err != nil {
 		return err
 	}
 	if err := dir("blobs/"); err != nil {
@@ -246,7 +307,91 @@ func writeTar(w io.Writer, idx v1.ImageIndex, img v1.Image) error {
 	if err := dir("blobs/sha256/"); err != nil {
 		return err
 	}
-	seen := map[v1.Hash]bool{}
+	bw := &blobWriter{tw: tw, seen: map[v1.Hash]bool{}}
+	if err := bw.children(idx, 0); err != nil {
+		return err
+	}
+	rawIndex, err := idx.RawManifest()
+	if err != nil {
+		return err
+	}
+	if err := writeFile(tw, "index.json", rawIndex); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+func writeFile(tw *tar.Writer, name string, dt []byte) error {
+	return writeStream(tw, name, int64(len(dt)), bytes.NewReader(dt))
+}
+
+func writeStream(tw *tar.Writer, name string, size int64, r io.Reader) error {
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: size, ModTime: time.Unix(0, 0)}); err != nil {
+		return err
+	}
+	_, err := io.Copy(tw, r)
+	return err
+}
+
+// blobWriter writes blobs into the layout tar, each digest once.
+type blobWriter struct {
+	tw   *tar.Writer
+	seen map[v1.Hash]bool
+}
+
+func blobName(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
+
+func (b *blobWriter) bytes(h v1.Hash, dt []byte) error {
+	if b.seen[h] {
+		return nil
+	}
+	b.seen[h] = true
+	return writeFile(b.tw, blobName(h), dt)
+}
+
+// children writes the blobs of everything idx lists (not idx's own manifest).
+func (b *blobWriter) children(idx v1.ImageIndex, depth int) error {
+	if depth > maxIndexDepth {
+		return fmt.Errorf("more than %d nested indexes", maxIndexDepth)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, d := range m.Manifests {
+		switch {
+		case d.MediaType.IsIndex():
+			child, err := idx.ImageIndex(d.Digest)
+			if err != nil {
+				return err
+			}
+			if err := b.children(child, depth+1); err != nil {
+				return err
+			}
+			raw, err := child.RawManifest()
+			if err != nil {
+				return err
+			}
+			if err := b.bytes(d.Digest, raw); err != nil {
+				return err
+			}
+		case d.MediaType.IsImage():
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				return err
+			}
+			if err := b.image(img); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("index entry %s: unsupported media type %q", d.Digest, d.MediaType)
+		}
+	}
+	return nil
+}
+
+// image writes img's layers, config and manifest.
+func (b *blobWriter) image(img v1.Image) error {
 	layers, err := img.Layers()
 	if err != nil {
 		return err
@@ -256,10 +401,10 @@ func writeTar(w io.Writer, idx v1.ImageIndex, img v1.Image) error {
 		if err != nil {
 			return err
 		}
-		if seen[d] {
+		if b.seen[d] {
 			continue
 		}
-		seen[d] = true
+		b.seen[d] = true
 		size, err := l.Size()
 		if err != nil {
 			return err
@@ -268,7 +413,7 @@ func writeTar(w io.Writer, idx v1.ImageIndex, img v1.Image) error {
 		if err != nil {
 			return err
 		}
-		err = file(blob(d), size, rc)
+		err = writeStream(b.tw, blobName(d), size, rc)
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("writing layer %s: %w", d, err)
@@ -282,7 +427,7 @@ func writeTar(w io.Writer, idx v1.ImageIndex, img v1.Image) error {
 	if err != nil {
 		return err
 	}
-	if err := bytesFile(blob(cfgName), rawCfg); err != nil {
+	if err := b.bytes(cfgName, rawCfg); err != nil {
 		return err
 	}
 	md, err := img.Digest()
@@ -293,15 +438,5 @@ func writeTar(w io.Writer, idx v1.ImageIndex, img v1.Image) error {
 	if err != nil {
 		return err
 	}
-	if err := bytesFile(blob(md), rawManifest); err != nil {
-		return err
-	}
-	rawIndex, err := idx.RawManifest()
-	if err != nil {
-		return err
-	}
-	if err := bytesFile("index.json", rawIndex); err != nil {
-		return err
-	}
-	return tw.Close()
+	return b.bytes(md, rawManifest)
 }

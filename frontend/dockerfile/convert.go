@@ -23,6 +23,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builderdev/builder/frontend/platform"
 	"github.com/builderdev/builder/llb"
 )
 
@@ -36,11 +37,14 @@ const (
 )
 
 // ImageResolver gives the frontend what it needs of a base image at lowering time.
-// Convert may call it from several goroutines at once, at most once per reference.
+// Convert may call it from several goroutines at once, at most once per reference and
+// platform.
 type ImageResolver interface {
-	// ResolveImageConfig returns the normalised reference pinned by digest (e.g.
-	// docker.io/library/busybox:latest@sha256:...) and the raw OCI/Docker image config JSON.
-	ResolveImageConfig(ctx context.Context, ref string) (pinned string, config []byte, err error)
+	// ResolveImageConfig returns the normalised reference pinned by digest to the image
+	// for platform (e.g. docker.io/library/busybox:latest@sha256:... naming the
+	// platform's manifest, not the index) and the raw OCI/Docker image config JSON.
+	// An image pinned to a manifest by the Dockerfile is that image, whatever platform says.
+	ResolveImageConfig(ctx context.Context, ref string, platform ocispec.Platform) (pinned string, config []byte, err error)
 }
 
 // Options configures Convert.
@@ -52,9 +56,17 @@ type Options struct {
 	Resolver  ImageResolver
 	// ContextName is the llb.Local name of the build context; default "context".
 	ContextName string
-	// Platform is the platform built for; default linux/runtime.GOARCH. Only native
-	// builds are lowered: a FROM --platform naming another platform is an error.
+	// Platform is the platform built for (TARGETPLATFORM); default BuildPlatform. Stages
+	// without FROM --platform are built for it; FROM --platform=$BUILDPLATFORM (or any
+	// other platform) builds that stage for another platform, with its base image
+	// resolved for that platform, while TARGET* args still describe Platform.
 	Platform ocispec.Platform
+	// BuildPlatform is the platform builder runs on (BUILDPLATFORM); default
+	// linux/runtime.GOARCH.
+	BuildPlatform ocispec.Platform
+	// MultiPlatform prefixes progress descriptions with the stage's platform, as
+	// BuildKit does when several platforms are built at once ("[linux/arm64 2/3] RUN ...").
+	MultiPlatform bool
 	// Network is the network of RUN steps that do not say RUN --network (the build's
 	// --network): llb.NetworkHost (the default) or llb.NetworkNone.
 	Network string
@@ -94,6 +106,10 @@ type Result struct {
 	// SourceDateEpoch is the SOURCE_DATE_EPOCH build arg (or global ARG default) as
 	// a time, nil when not set: the exporter's "created" times.
 	SourceDateEpoch *time.Time
+	// RunPlatforms gives the platform of the stage each RUN vertex was lowered in, by
+	// vertex digest, so a caller can check before solving that the host can run every
+	// platform's programs (a RUN for a foreign platform needs emulation).
+	RunPlatforms map[digest.Digest]ocispec.Platform
 }
 
 // DockerImage returns the image config in Docker's extended form (OCI plus
@@ -125,9 +141,12 @@ type converter struct {
 	stages []*stage
 	// froms records where each COPY --from reads from.
 	froms map[*instructions.CopyCommand]copyFrom
-	// images holds resolved images and OCI layouts, by the string given to the resolver.
-	images map[string]*baseImage
-	local  *llb.State
+	// images holds resolved images and OCI layouts, by the string given to the resolver
+	// and the platform it was resolved for.
+	images map[imageKey]*baseImage
+	// runs records the platform of each RUN vertex (Result.RunPlatforms).
+	runs  map[digest.Digest]ocispec.Platform
+	local *llb.State
 	// epoch is SOURCE_DATE_EPOCH (Unix seconds), nil when not given.
 	epoch *int64
 }
@@ -136,9 +155,14 @@ type converter struct {
 type stage struct {
 	index    int
 	inst     instructions.Stage
-	baseName string   // FROM argument after ARG expansion
-	base     *stage   // FROM a previous stage
-	from     copyFrom // FROM anything else: scratch, a named context or an image
+	baseName string // FROM argument after ARG expansion
+	// platform is what the stage is built for: FROM --platform, the base stage's
+	// platform, or Options.Platform. Its base image is resolved for it.
+	platform ocispec.Platform
+	// prefix starts progress descriptions: the platform when building several.
+	prefix string
+	base   *stage   // FROM a previous stage
+	from   copyFrom // FROM anything else: scratch, a named context or an image
 	// replaced is the named context that stands for this whole stage
 	// (--build-context NAME=... with NAME the stage's name): its commands do not run.
 	replaced string
@@ -179,6 +203,12 @@ type copyFrom struct {
 	image   string
 }
 
+// imageKey names one resolution: a resolver reference for a platform (os/arch[/variant]).
+type imageKey struct {
+	ref      string
+	platform string
+}
+
 // baseImage is a resolved image reference.
 type baseImage struct {
 	pinned string
@@ -202,18 +232,30 @@ func Convert(ctx context.Context, dockerfile []byte, opt Options) (res *Result, 
 	default:
 		return nil, fmt.Errorf("network mode %q: want host or none", opt.Network)
 	}
+	if opt.BuildPlatform.OS == "" {
+		opt.BuildPlatform.OS = "linux"
+	}
+	if opt.BuildPlatform.Architecture == "" {
+		opt.BuildPlatform.Architecture = runtime.GOARCH
+	}
+	opt.BuildPlatform = platform.Normalize(opt.BuildPlatform)
+	if opt.Platform.OS == "" && opt.Platform.Architecture == "" {
+		opt.Platform = opt.BuildPlatform
+	}
 	if opt.Platform.OS == "" {
 		opt.Platform.OS = "linux"
 	}
 	if opt.Platform.Architecture == "" {
-		opt.Platform.Architecture = runtime.GOARCH
+		return nil, fmt.Errorf("platform %q: os and architecture are required", platform.Format(opt.Platform))
 	}
+	opt.Platform = platform.Normalize(opt.Platform)
 	c := &converter{
 		opt:    opt,
 		file:   opt.Filename,
 		empty:  shell.EnvsFromSlice(nil),
 		froms:  map[*instructions.CopyCommand]copyFrom{},
-		images: map[string]*baseImage{},
+		images: map[imageKey]*baseImage{},
+		runs:   map[digest.Digest]ocispec.Platform{},
 	}
 	defer func() {
 		if err != nil {
@@ -340,17 +382,17 @@ func (c *converter) lintStageNames(stages []instructions.Stage) {
 // ARGs before the first FROM, each overridden by a --build-arg of the same name.
 func (c *converter) globalArgs(metaArgs []instructions.ArgCommand, target string) error {
 	p := c.opt.Platform
-	build := ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	build := c.opt.BuildPlatform
 	if target == "" {
 		target = "default"
 	}
 	for _, kv := range [][2]string{
-		{"BUILDPLATFORM", formatPlatform(build)},
+		{"BUILDPLATFORM", platform.Format(build)},
 		{"BUILDOS", build.OS},
 		{"BUILDOSVERSION", build.OSVersion},
 		{"BUILDARCH", build.Architecture},
 		{"BUILDVARIANT", build.Variant},
-		{"TARGETPLATFORM", formatPlatform(p)},
+		{"TARGETPLATFORM", platform.Format(p)},
 		{"TARGETOS", p.OS},
 		{"TARGETOSVERSION", p.OSVersion},
 		{"TARGETARCH", p.Architecture},
@@ -399,8 +441,9 @@ func (c *converter) buildStages(stages []instructions.Stage) error {
 			return c.locate(withWord(is.BaseName, errors.New("base name expands to nothing")), is.Location, "FROM")
 		}
 		s.baseName = base
+		s.platform = c.opt.Platform
 		if is.Platform != "" {
-			if err := c.checkPlatform(is.Platform, globals); err != nil {
+			if s.platform, err = c.stagePlatform(is.Platform, globals); err != nil {
 				return c.locate(err, is.Location, "FROM")
 			}
 		}
@@ -410,7 +453,9 @@ func (c *converter) buildStages(stages []instructions.Stage) error {
 			s.replaced = c.namedContext(is.Name)
 		case c.stageByName(base) != nil:
 			// Only earlier stages can be a base: a later stage's name is an image name.
+			// As in BuildKit, the stage is built for its base's platform.
 			s.base = c.stageByName(base)
+			s.platform = s.base.platform
 		case strings.EqualFold(base, scratchName):
 			s.from = copyFrom{scratch: true}
 		case c.namedContext(base) != "":
@@ -427,6 +472,9 @@ func (c *converter) buildStages(stages []instructions.Stage) error {
 				s.cmdTotal++
 			}
 		}
+		if c.opt.MultiPlatform {
+			s.prefix = platform.Format(s.platform) + " "
+		}
 		c.stages = append(c.stages, s)
 	}
 	if len(c.stages) == 1 {
@@ -435,21 +483,24 @@ func (c *converter) buildStages(stages []instructions.Stage) error {
 	return nil
 }
 
-// checkPlatform accepts FROM --platform only when it names the platform being built.
-func (c *converter) checkPlatform(raw string, globals shell.EnvGetter) error {
+// stagePlatform expands and parses a FROM --platform value. Only linux stages can be
+// built (their RUN steps run in a linux sandbox).
+func (c *converter) stagePlatform(raw string, globals shell.EnvGetter) (ocispec.Platform, error) {
 	v, _, err := c.lex.ProcessWord(raw, globals)
 	if err != nil {
-		return withWord("--platform="+raw, err)
+		return ocispec.Platform{}, withWord("--platform="+raw, err)
 	}
-	parts := strings.Split(strings.ToLower(v), "/")
-	want := c.opt.Platform
-	switch {
-	case len(parts) < 2 || len(parts) > 3:
-		return withWord("--platform="+v, errors.New("platform must be os/arch[/variant]"))
-	case parts[0] != want.OS || parts[1] != want.Architecture || (len(parts) == 3 && parts[2] != want.Variant):
-		return withWord("--platform="+v, fmt.Errorf("building a %s stage for %s: %w", v, formatPlatform(want), errNotSupported))
+	if strings.TrimSpace(v) == "" {
+		return ocispec.Platform{}, withWord("--platform="+raw, errors.New("the platform expands to nothing"))
 	}
-	return nil
+	p, err := platform.Parse(v)
+	if err != nil {
+		return ocispec.Platform{}, withWord("--platform="+v, err)
+	}
+	if p.OS != "linux" {
+		return ocispec.Platform{}, withWord("--platform="+v, fmt.Errorf("building a %s stage: %w (only linux stages are)", p.OS, errNotSupported))
+	}
+	return p, nil
 }
 
 func (c *converter) stageByName(name string) *stage {
@@ -668,44 +719,54 @@ func (c *converter) resolveKey(from copyFrom) string {
 	return ""
 }
 
+// image is the resolution of from for platform p, nil when it was not resolved.
+func (c *converter) image(from copyFrom, p ocispec.Platform) *baseImage {
+	return c.images[imageKey{c.resolveKey(from), platform.Format(p)}]
+}
+
 // resolveImages resolves every image the needed stages read, concurrently and once per
-// reference; failures are reported where the image is used.
+// reference and platform; failures are reported where the image is used. A stage's
+// base is resolved for the stage's platform; what COPY --from and RUN --mount from=
+// read, for the target platform (BuildKit makes them implicit stages without
+// --platform).
 func (c *converter) resolveImages(ctx context.Context, needed map[*stage]bool) {
-	var refs []string
-	add := func(from copyFrom) {
-		ref := c.resolveKey(from)
-		if _, done := c.images[ref]; ref != "" && !done && !slices.Contains(refs, ref) {
-			refs = append(refs, ref)
+	var keys []imageKey
+	var platforms []ocispec.Platform
+	add := func(from copyFrom, p ocispec.Platform) {
+		k := imageKey{c.resolveKey(from), platform.Format(p)}
+		if _, done := c.images[k]; k.ref != "" && !done && !slices.Contains(keys, k) {
+			keys = append(keys, k)
+			platforms = append(platforms, p)
 		}
 	}
 	for _, s := range c.stages {
 		if !needed[s] {
 			continue
 		}
-		add(s.from)
+		add(s.from, s.platform)
 		if s.replaced != "" {
-			add(copyFrom{named: s.replaced})
+			add(copyFrom{named: s.replaced}, s.platform)
 		}
 		for _, r := range s.refs {
-			add(r)
+			add(r, c.opt.Platform)
 		}
 	}
-	results := make([]*baseImage, len(refs))
+	results := make([]*baseImage, len(keys))
 	var wg sync.WaitGroup
-	for i, ref := range refs {
-		wg.Go(func() { results[i] = c.resolve(ctx, ref) })
+	for i, k := range keys {
+		wg.Go(func() { results[i] = c.resolve(ctx, k.ref, platforms[i]) })
 	}
 	wg.Wait()
-	for i, ref := range refs {
-		c.images[ref] = results[i]
+	for i, k := range keys {
+		c.images[k] = results[i]
 	}
 }
 
-func (c *converter) resolve(ctx context.Context, ref string) *baseImage {
+func (c *converter) resolve(ctx context.Context, ref string, p ocispec.Platform) *baseImage {
 	if c.opt.Resolver == nil {
 		return &baseImage{err: errors.New("no image resolver configured")}
 	}
-	pinned, dt, err := c.opt.Resolver.ResolveImageConfig(ctx, ref)
+	pinned, dt, err := c.opt.Resolver.ResolveImageConfig(ctx, ref, p)
 	if err != nil {
 		return &baseImage{err: err}
 	}
@@ -719,9 +780,9 @@ func (c *converter) resolve(ctx context.Context, ref string) *baseImage {
 	return bi
 }
 
-// namedState is the filesystem and image config of the named context key. A local
-// directory has no config (nil).
-func (c *converter) namedState(key string, loc []parser.Range) (llb.State, *dockerspec.DockerOCIImage, error) {
+// namedState is the filesystem and image config of the named context key, as resolved
+// for platform p. A local directory has no config (nil).
+func (c *converter) namedState(key string, p ocispec.Platform, loc []parser.Range) (llb.State, *dockerspec.DockerOCIImage, error) {
 	v := c.opt.NamedContexts[key]
 	desc := "[context " + key + "] "
 	scheme, rest, _ := strings.Cut(v, "://")
@@ -734,7 +795,7 @@ func (c *converter) namedState(key string, loc []parser.Range) (llb.State, *dock
 		} else if rest == scratchName {
 			return llb.Scratch(), nil, nil
 		}
-		bi := c.images[ref]
+		bi := c.images[imageKey{ref, platform.Format(p)}]
 		if bi == nil {
 			return llb.State{}, nil, fmt.Errorf("named context %s=%s was not resolved", key, v)
 		}
@@ -762,11 +823,11 @@ func (c *converter) namedState(key string, loc []parser.Range) (llb.State, *dock
 	return llb.State{}, nil, fmt.Errorf("named context %s=%s: unsupported source (want docker-image://, oci-layout:// or local://)", key, v)
 }
 
-// namedBase is a named context as the base of a stage. A local directory becomes a
-// copy of it on scratch: a stage's filesystem is a layer stack, which a client
-// directory is not.
-func (c *converter) namedBase(key string, loc []parser.Range) (llb.State, dockerspec.DockerOCIImage, bool, error) {
-	st, img, err := c.namedState(key, loc)
+// namedBase is a named context as the base of a stage built for p. A local directory
+// becomes a copy of it on scratch: a stage's filesystem is a layer stack, which a
+// client directory is not.
+func (c *converter) namedBase(key string, p ocispec.Platform, loc []parser.Range) (llb.State, dockerspec.DockerOCIImage, bool, error) {
+	st, img, err := c.namedState(key, p, loc)
 	if err != nil {
 		return llb.State{}, dockerspec.DockerOCIImage{}, false, err
 	}
@@ -774,7 +835,7 @@ func (c *converter) namedBase(key string, loc []parser.Range) (llb.State, docker
 		img.Created = nil
 		return st, *img, false, nil
 	}
-	base := emptyImage(c.opt.Platform)
+	base := emptyImage(p)
 	if st.IsScratch() {
 		return st, base, false, nil
 	}
@@ -810,10 +871,10 @@ func (c *converter) sourceState(s *stage, from copyFrom, name, verb string) (llb
 	case from.scratch:
 		return llb.Scratch(), nil
 	case from.named != "":
-		st, _, err := c.namedState(from.named, s.loc)
+		st, _, err := c.namedState(from.named, c.opt.Platform, s.loc)
 		return st, err
 	}
-	bi := c.images[from.image]
+	bi := c.image(from, c.opt.Platform)
 	if bi == nil {
 		return llb.State{}, fmt.Errorf("image %q was not resolved before lowering", from.image)
 	}
@@ -841,7 +902,7 @@ func (c *converter) dispatchStage(s *stage) (err error) {
 	s.loc = s.inst.Location
 	switch {
 	case s.replaced != "":
-		st, img, _, err := c.namedBase(s.replaced, s.inst.Location)
+		st, img, _, err := c.namedBase(s.replaced, s.platform, s.inst.Location)
 		if err != nil {
 			return withWord(s.baseName, err)
 		}
@@ -854,9 +915,9 @@ func (c *converter) dispatchStage(s *stage) (err error) {
 		s.workdirSet = b.workdirSet
 	case s.from.scratch:
 		s.state = llb.Scratch()
-		s.img = emptyImage(c.opt.Platform)
+		s.img = emptyImage(s.platform)
 	case s.from.named != "":
-		st, img, copied, err := c.namedBase(s.from.named, s.inst.Location)
+		st, img, copied, err := c.namedBase(s.from.named, s.platform, s.inst.Location)
 		if err != nil {
 			return withWord(s.baseName, err)
 		}
@@ -866,10 +927,11 @@ func (c *converter) dispatchStage(s *stage) (err error) {
 			s.commit("FROM "+s.baseName+" # local context", st.Vertex().Digest())
 		}
 	default:
-		bi := c.images[s.baseName]
+		bi := c.image(s.from, s.platform)
 		if bi.err != nil {
 			return withWord(s.baseName, fmt.Errorf("resolving image: %w", bi.err))
 		}
+		c.checkImagePlatform(s, bi)
 		s.img = cloneImage(bi.img)
 		s.img.Created = nil
 		s.hist = make([]digest.Digest, len(s.img.History))
@@ -913,6 +975,22 @@ func (c *converter) dispatchStage(s *stage) (err error) {
 	return nil
 }
 
+// checkImagePlatform warns, as BuildKit's InvalidBaseImagePlatform rule does, when the
+// base image resolved for s says it is for another platform (a single-platform image
+// used as a base for another platform: its RUN steps will run the wrong binaries).
+// Configs that name no platform are not blamed.
+func (c *converter) checkImagePlatform(s *stage, bi *baseImage) {
+	have := ocispec.Platform{OS: bi.img.OS, Architecture: bi.img.Architecture, Variant: bi.img.Variant}
+	if have.OS == "" || have.Architecture == "" {
+		return
+	}
+	have = platform.Normalize(have)
+	if have.OS != s.platform.OS || have.Architecture != s.platform.Architecture {
+		msg := linter.RuleInvalidBaseImagePlatform.Format(s.baseName, platform.Format(s.platform), platform.Format(have))
+		c.lint.Run(&linter.RuleInvalidBaseImagePlatform, s.inst.Location, msg)
+	}
+}
+
 // isLayerless reports an image with no filesystem (BuildKit lowers it as scratch).
 func isLayerless(img dockerspec.DockerOCIImage) bool {
 	if len(img.RootFS.DiffIDs) > 0 {
@@ -940,6 +1018,7 @@ func (c *converter) result(s *stage) *Result {
 		History:      slices.Clone(s.hist),
 		// Layers made by this build's RUN, COPY, ADD and WORKDIR carry it too.
 		SourceDateEpoch: c.epochTime(),
+		RunPlatforms:    maps.Clone(c.runs),
 	}
 	res.Image.Config = img.Config.ImageConfig
 	return res
@@ -961,7 +1040,7 @@ func (s *stage) describe(text string) string {
 		return text
 	}
 	s.cmdIndex++
-	prefix := "["
+	prefix := "[" + s.prefix
 	if s.display != "" {
 		prefix += s.display + " "
 	}
@@ -1011,14 +1090,6 @@ func cloneImage(img dockerspec.DockerOCIImage) dockerspec.DockerOCIImage {
 	out.History = slices.Clone(out.History)
 	out.RootFS.DiffIDs = slices.Clone(out.RootFS.DiffIDs)
 	return out
-}
-
-func formatPlatform(p ocispec.Platform) string {
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
 }
 
 // setEnv sets k in a K=V list, in place when present, keeping the order.

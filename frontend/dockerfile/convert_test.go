@@ -20,6 +20,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builderdev/builder/frontend/platform"
 	"github.com/builderdev/builder/llb"
 )
 
@@ -27,10 +28,14 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var testPlatform = ocispec.Platform{OS: "linux", Architecture: "amd64"}
 
-// fakeResolver knows a few busybox-like images and records every lookup.
+// fakeResolver knows a few busybox-like images, as multi-platform indexes: each
+// platform gets its own pinned digest (amd64 keeps the one the golden files know) and
+// a config that names the platform. It records every lookup.
 type fakeResolver struct {
 	mu    sync.Mutex
 	calls []string
+	// resolved lists "REF PLATFORM" per lookup.
+	resolved []string
 }
 
 // busyboxConfig is a trimmed copy of the shape of busybox's config.
@@ -46,9 +51,10 @@ const busyboxConfig = `{
   ]
 }`
 
-func (r *fakeResolver) ResolveImageConfig(ctx context.Context, ref string) (string, []byte, error) {
+func (r *fakeResolver) ResolveImageConfig(ctx context.Context, ref string, p ocispec.Platform) (string, []byte, error) {
 	r.mu.Lock()
 	r.calls = append(r.calls, ref)
+	r.resolved = append(r.resolved, ref+" "+platform.Format(p))
 	r.mu.Unlock()
 	name, tag := ref, "latest"
 	if i := strings.LastIndex(ref, ":"); i >= 0 {
@@ -59,8 +65,22 @@ func (r *fakeResolver) ResolveImageConfig(ctx context.Context, ref string) (stri
 	default:
 		return "", nil, fmt.Errorf("%s: not found", ref)
 	}
-	pinned := "docker.io/library/" + name + ":" + tag + "@" + digest.FromString(name+":"+tag).String()
-	return pinned, []byte(busyboxConfig), nil
+	if p.Architecture == "amd64" {
+		pinned := "docker.io/library/" + name + ":" + tag + "@" + digest.FromString(name+":"+tag).String()
+		return pinned, []byte(busyboxConfig), nil
+	}
+	pinned := "docker.io/library/" + name + ":" + tag + "@" + digest.FromString(name+":"+tag+" "+platform.Format(p)).String()
+	cfg := strings.Replace(busyboxConfig, `"architecture": "amd64"`, fmt.Sprintf(`"architecture": %q`, p.Architecture), 1)
+	return pinned, []byte(cfg), nil
+}
+
+// Resolved returns the "REF PLATFORM" lookups, sorted.
+func (r *fakeResolver) Resolved() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Clone(r.resolved)
+	slices.Sort(out)
+	return out
 }
 
 func (r *fakeResolver) Calls() []string {
@@ -74,7 +94,15 @@ func (r *fakeResolver) Calls() []string {
 // caseOptions reads the optional args (KEY=VALUE lines) and target files of a case.
 func caseOptions(t testing.TB, dir string) Options {
 	t.Helper()
-	opt := Options{Filename: "Dockerfile", Platform: testPlatform, Resolver: &fakeResolver{}}
+	// The build platform is fixed too, so BUILDPLATFORM does not depend on the machine.
+	opt := Options{Filename: "Dockerfile", Platform: testPlatform, BuildPlatform: testPlatform, Resolver: &fakeResolver{}}
+	if dt, err := os.ReadFile(filepath.Join(dir, "platform")); err == nil {
+		p, err := platform.Parse(strings.TrimSpace(string(dt)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt.Platform = p
+	}
 	if dt, err := os.ReadFile(filepath.Join(dir, "args")); err == nil {
 		opt.BuildArgs = map[string]string{}
 		for line := range strings.Lines(string(dt)) {
@@ -117,11 +145,15 @@ func TestConvertGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := Convert(t.Context(), df, caseOptions(t, dir))
+			opt := caseOptions(t, dir)
+			res, err := Convert(t.Context(), df, opt)
 			if err != nil {
 				t.Fatalf("Convert: %v", err)
 			}
 			checkResult(t, res)
+			if got := platform.Format(ocispec.Platform{OS: res.Image.OS, Architecture: res.Image.Architecture, Variant: res.Image.Variant}); got != platform.Format(opt.Platform) {
+				t.Errorf("image platform %s, want %s", got, platform.Format(opt.Platform))
+			}
 
 			llbJSON := []byte("null")
 			if !res.State.IsScratch() {
@@ -208,8 +240,13 @@ func checkResult(t *testing.T, res *Result) {
 			t.Errorf("History[%d] %q: EmptyLayer %v with vertex %q", i, h.CreatedBy, h.EmptyLayer, d)
 		}
 	}
-	if res.Image.OS != testPlatform.OS || res.Image.Architecture != testPlatform.Architecture {
-		t.Errorf("image platform %s/%s, want %s", res.Image.OS, res.Image.Architecture, formatPlatform(testPlatform))
+	if res.Image.OS == "" || res.Image.Architecture == "" {
+		t.Errorf("image platform %s/%s is incomplete", res.Image.OS, res.Image.Architecture)
+	}
+	for d := range res.RunPlatforms {
+		if !vertices[d] {
+			t.Errorf("RunPlatforms names %s, which is not a vertex of the result", d)
+		}
 	}
 }
 

@@ -8,11 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 
+	"github.com/builderdev/builder/frontend/platform"
 	"github.com/builderdev/builder/llb"
 )
 
@@ -287,14 +290,14 @@ func TestCopyLinkIsPlainCopy(t *testing.T) {
 // busybox config, and everything else like fakeResolver.
 type layoutResolver struct{ fakeResolver }
 
-func (r *layoutResolver) ResolveImageConfig(ctx context.Context, ref string) (string, []byte, error) {
+func (r *layoutResolver) ResolveImageConfig(ctx context.Context, ref string, p ocispec.Platform) (string, []byte, error) {
 	if strings.HasPrefix(ref, llb.OCILayoutScheme) {
 		r.mu.Lock()
 		r.calls = append(r.calls, ref)
 		r.mu.Unlock()
 		return ref, []byte(busyboxConfig), nil
 	}
-	return r.fakeResolver.ResolveImageConfig(ctx, ref)
+	return r.fakeResolver.ResolveImageConfig(ctx, ref, p)
 }
 
 func TestNamedContexts(t *testing.T) {
@@ -404,7 +407,7 @@ func TestFromByDigest(t *testing.T) {
 // digestResolver pins a digest reference to itself.
 type digestResolver struct{ calls []string }
 
-func (r *digestResolver) ResolveImageConfig(_ context.Context, ref string) (string, []byte, error) {
+func (r *digestResolver) ResolveImageConfig(_ context.Context, ref string, _ ocispec.Platform) (string, []byte, error) {
 	r.calls = append(r.calls, ref)
 	return "docker.io/library/" + ref, []byte(busyboxConfig), nil
 }
@@ -552,12 +555,13 @@ func prepared(t *testing.T, df string, opt Options) (*converter, []*stage) {
 		t.Fatal(err)
 	}
 	opt.ContextName = defaultContextName
-	c := &converter{opt: opt, file: "Dockerfile", images: map[string]*baseImage{},
+	c := &converter{opt: opt, file: "Dockerfile", images: map[imageKey]*baseImage{},
 		lex: shell.NewLex('\\'), empty: shell.EnvsFromSlice(nil)}
-	c.images["busybox"] = c.resolve(t.Context(), "busybox")
-	c.images["nosuch"] = c.resolve(t.Context(), "nosuch")
-	a := &stage{index: 0, inst: instructions.Stage{Name: "a"}, done: true, state: res.State}
-	b := &stage{index: 1, inst: instructions.Stage{Name: "b"}}
+	for _, ref := range []string{"busybox", "nosuch"} {
+		c.images[imageKey{ref, platform.Format(testPlatform)}] = c.resolve(t.Context(), ref, testPlatform)
+	}
+	a := &stage{index: 0, inst: instructions.Stage{Name: "a"}, done: true, state: res.State, platform: testPlatform}
+	b := &stage{index: 1, inst: instructions.Stage{Name: "b"}, platform: testPlatform}
 	c.stages = []*stage{a, b}
 	return c, c.stages
 }

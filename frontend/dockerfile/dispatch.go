@@ -13,6 +13,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/builderdev/builder/llb"
 )
@@ -333,7 +334,7 @@ func (c *converter) initTriggers(s *stage) error {
 	var texts []string
 	switch {
 	case s.base != nil && s.base.replaced != "":
-		texts = c.configTriggers(copyFrom{named: s.base.replaced})
+		texts = c.configTriggers(copyFrom{named: s.base.replaced}, s.base.platform)
 	case s.base != nil:
 		for _, cmd := range s.base.inst.Commands {
 			if ob, ok := cmd.(*instructions.OnbuildCommand); ok {
@@ -341,7 +342,7 @@ func (c *converter) initTriggers(s *stage) error {
 			}
 		}
 	default:
-		texts = c.configTriggers(s.from)
+		texts = c.configTriggers(s.from, s.platform)
 	}
 	for _, text := range texts {
 		cmd, err := c.parseTrigger(s, text)
@@ -357,10 +358,10 @@ func (c *converter) initTriggers(s *stage) error {
 	return nil
 }
 
-// configTriggers is the OnBuild list of a resolved image or named context; nil when
-// it could not be resolved (dispatchStage reports that).
-func (c *converter) configTriggers(from copyFrom) []string {
-	bi := c.images[c.resolveKey(from)]
+// configTriggers is the OnBuild list of a resolved image or named context (resolved
+// for platform p); nil when it could not be resolved (dispatchStage reports that).
+func (c *converter) configTriggers(from copyFrom, p ocispec.Platform) []string {
+	bi := c.image(from, p)
 	if bi == nil || bi.err != nil {
 		return nil
 	}

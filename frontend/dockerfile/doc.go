@@ -9,4 +9,11 @@
 //
 // Stages the target does not need are not lowered at all: their base images are never
 // resolved. Every error names the Dockerfile and line (see Error).
+//
+// One Convert lowers for one target platform (Options.Platform). Each stage has its
+// own platform, as in BuildKit: FROM --platform (typically $BUILDPLATFORM, for a
+// cross-compiling builder stage), else its base stage's, else the target's; its base
+// image is resolved for that platform, while TARGET* args keep describing the target.
+// A multi-platform build calls Convert once per platform; Result.RunPlatforms tells the
+// caller which RUN steps run programs of which platform.
 package dockerfile

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/google/go-cmp/cmp"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 )
@@ -18,11 +20,11 @@ type triggerResolver struct {
 	triggers [][]string
 }
 
-func (r *triggerResolver) ResolveImageConfig(ctx context.Context, ref string) (string, []byte, error) {
+func (r *triggerResolver) ResolveImageConfig(ctx context.Context, ref string, p ocispec.Platform) (string, []byte, error) {
 	rest, ok := strings.CutPrefix(ref, "onbuild:")
 	n, err := strconv.Atoi(rest)
 	if !ok || err != nil {
-		return r.fakeResolver.ResolveImageConfig(ctx, ref)
+		return r.fakeResolver.ResolveImageConfig(ctx, ref, p)
 	}
 	r.mu.Lock()
 	r.calls = append(r.calls, ref)

@@ -99,6 +99,7 @@ func (c *converter) dispatchRun(s *stage, r *instructions.RunCommand) error {
 		return err
 	}
 	s.state = st
+	c.runs[st.Vertex().Digest()] = s.platform
 	s.commit("RUN "+runCommandString(args, s.args, shell.EnvsFromSlice(s.env))+" # buildkit", st.Vertex().Digest())
 	return nil
 }

@@ -9,17 +9,20 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
+	"sync"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/exporter"
 	"github.com/builderdev/builder/frontend/dockerfile"
+	"github.com/builderdev/builder/frontend/platform"
 	"github.com/builderdev/builder/internal/progress"
 	"github.com/builderdev/builder/internal/registry"
 	"github.com/builderdev/builder/llb"
@@ -46,6 +49,7 @@ type buildOptions struct {
 	labels     []string
 	metadata   string
 	iidFile    string
+	platforms  []string
 	contextDir string
 }
 
@@ -61,6 +65,7 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
   builder build --output type=image,name=127.0.0.1:5000/app:1,push=true .
   builder build --secret id=npmrc,src=$HOME/.npmrc --ssh default -t app .
   builder build --build-context base=docker-image://127.0.0.1:5000/base:1 .
+  builder build --platform linux/amd64,linux/arm64 --output type=image,name=127.0.0.1:5000/app:1,push=true .
   builder build -f - . < Dockerfile.dev
   builder build - < Dockerfile            # no context`,
 		Args: cobra.ExactArgs(1),
@@ -87,6 +92,7 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.StringArrayVar(&o.ssh, "ssh", nil, "ssh agent for RUN --mount=type=ssh: default|ID[=SOCKET] (default: $SSH_AUTH_SOCK)")
 	f.StringArrayVar(&o.contexts, "build-context", nil, "named context: NAME=DIR | NAME=docker-image://REF | NAME=oci-layout://PATH[:TAG|@DIGEST]")
 	f.StringArrayVar(&o.labels, "label", nil, "image label KEY=VALUE (overrides the Dockerfile's)")
+	f.StringArrayVar(&o.platforms, "platform", nil, "target platform os/arch[/variant], comma-separated or repeated (default: this machine's, "+platform.Format(platform.Host())+"); several make a multi-platform index, and RUN for a foreign platform needs qemu-user-static")
 	return cmd
 }
 
@@ -97,6 +103,13 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 	}
 	outputs, err := parseOutputs(o.outputs)
 	if err != nil {
+		return err
+	}
+	platforms, err := parsePlatforms(o.platforms)
+	if err != nil {
+		return err
+	}
+	if err := checkPlatformOutputs(platforms, o.tags, outputs); err != nil {
 		return err
 	}
 	for _, t := range o.tags {
@@ -142,47 +155,15 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 		return err
 	}
 
-	fe, err := dockerfile.Convert(ctx, src, dockerfile.Options{
-		Filename:        in.filename,
-		BuildArgs:       args,
-		Target:          o.target,
-		NoCache:         o.noCache,
-		Resolver:        registryResolver{reg},
-		ContextName:     "context",
-		Platform:        ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		Network:         network,
-		ContextExcludes: in.ignore,
-		NamedContexts:   in.named,
-		Warn: func(file string, line int, msg string) {
-			if line > 0 {
-				fmt.Fprintf(stderr, "warning: %s:%d: %s\n", file, line, msg)
-			} else {
-				fmt.Fprintf(stderr, "warning: %s: %s\n", file, msg)
-			}
-		},
-	})
+	builds, err := convertPlatforms(ctx, src, in, o, args, platforms, registryResolver{reg}, network, stderr)
 	if err != nil {
-		return withSource(err, src)
+		return err
 	}
-	if len(in.labels) > 0 {
-		if fe.Image.Config.Labels == nil {
-			fe.Image.Config.Labels = map[string]string{}
-		}
-		maps.Copy(fe.Image.Config.Labels, in.labels)
-	}
-	out := fe.State.Vertex()
 	if o.printLLB {
-		if out == nil {
-			fmt.Fprintln(stdout, `{"version":1,"vertices":[],"output":""}`)
-			return nil
-		}
-		def, err := llb.Marshal(out)
-		if err != nil {
-			return err
-		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(def)
+		return printLLB(stdout, builds)
+	}
+	if err := checkEmulation(builds, os.Getenv(binfmtDirEnv)); err != nil {
+		return withSource(err, src)
 	}
 
 	tmp, err := st.tempDir()
@@ -199,7 +180,14 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 	}
 	p := progress.New(stderr, mode)
 	defer p.Close()
-	slv, err := solver.New(ops.Resolver(ops.Deps{
+	stats := st.statCache()
+	// Saved even when the build fails: the digests it learned are still right.
+	defer func() {
+		if err := stats.Save(); err != nil {
+			p.Printf("warning: %v", err)
+		}
+	}()
+	resolve := ops.Resolver(ops.Deps{
 		Content:     st.content,
 		Snapshots:   st.snapshots,
 		Executor:    st.exec,
@@ -209,42 +197,154 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 		SSH:         in.ssh,
 		CacheMounts: st.cacheMounts(),
 		TempDir:     tmp,
-	}), st.index, solver.WithProgress(p))
+		StatCache:   stats,
+	})
+	if len(builds) > 1 {
+		resolve = (&sharedOps{}).wrap(resolve)
+	}
+	slv, err := solver.New(resolve, st.index, solver.WithProgress(p))
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	var final cache.Ref
-	results := map[digest.Digest]solver.Result{}
-	if out != nil {
-		results, err = slv.Solve(ctx, out)
-		if err != nil {
-			return withSource(err, src)
-		}
-		final = results[out.Digest()].Ref
+	// One solve per platform, at once: the graphs differ (base image digests, TARGET*
+	// args) except for stages on $BUILDPLATFORM, which sharedOps runs once.
+	eg, ectx := errgroup.WithContext(ctx)
+	for _, b := range builds {
+		eg.Go(func() error { return b.solve(ectx, slv) })
 	}
-	cfg, err := imageConfig(fe, out, results)
-	if err != nil {
-		return err
+	if err := eg.Wait(); err != nil {
+		return withSource(err, src)
 	}
 	conv, err := exporter.NewConverter(st.content, filepath.Join(st.root, "converted"))
 	if err != nil {
 		return err
 	}
-	ex := &exports{st: st, reg: reg, conv: conv, final: final, cfg: cfg, epoch: fe.SourceDateEpoch, stdout: stdout, p: p}
+	ex := &exports{st: st, reg: reg, conv: conv, builds: builds, epoch: builds[0].fe.SourceDateEpoch, stdout: stdout, p: p}
 	md, err := ex.run(ctx, o.tags, outputs)
 	if err != nil {
 		return err
 	}
 	id := md.configDigest
+	if len(builds) > 1 {
+		id = md.manifestDigest
+	}
 	if err := writeMetadata(o.metadata, o.iidFile, md); err != nil {
 		return err
 	}
 	p.Close()
-	p.Printf("built %s in %.2fs", id, time.Since(start).Seconds())
+	p.Printf("built %s in %.2fs, %s", id, time.Since(start).Seconds(), p.Summary())
 	if len(o.tags) == 0 && len(outputs) == 0 {
 		p.Printf("no -t and no --output given: the result is only in the build cache")
 	}
+	return nil
+}
+
+// platformBuild is one platform's part of a build: its lowered Dockerfile, and once
+// solved, its final filesystem and image config.
+type platformBuild struct {
+	platform ocispec.Platform
+	fe       *dockerfile.Result
+	out      *llb.Vertex // nil for an empty result (FROM scratch and nothing else)
+	final    cache.Ref
+	cfg      []byte
+}
+
+// convertPlatforms lowers the Dockerfile once per platform. Warnings are printed once
+// even though every platform's lowering reports them.
+func convertPlatforms(ctx context.Context, src []byte, in *buildInputs, o *buildOptions, args map[string]string, platforms []ocispec.Platform, resolver dockerfile.ImageResolver, network string, stderr io.Writer) ([]*platformBuild, error) {
+	var mu sync.Mutex
+	warned := map[string]bool{}
+	warn := func(file string, line int, msg string) {
+		text := fmt.Sprintf("warning: %s: %s\n", file, msg)
+		if line > 0 {
+			text = fmt.Sprintf("warning: %s:%d: %s\n", file, line, msg)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !warned[text] {
+			warned[text] = true
+			fmt.Fprint(stderr, text)
+		}
+	}
+	builds := make([]*platformBuild, 0, len(platforms))
+	for _, pl := range platforms {
+		fe, err := dockerfile.Convert(ctx, src, dockerfile.Options{
+			Filename:        in.filename,
+			BuildArgs:       args,
+			Target:          o.target,
+			NoCache:         o.noCache,
+			Resolver:        resolver,
+			ContextName:     "context",
+			Platform:        pl,
+			BuildPlatform:   platform.Host(),
+			MultiPlatform:   len(platforms) > 1,
+			Network:         network,
+			ContextExcludes: in.ignore,
+			NamedContexts:   in.named,
+			Warn:            warn,
+		})
+		if err != nil {
+			return nil, withSource(err, src)
+		}
+		if len(in.labels) > 0 {
+			if fe.Image.Config.Labels == nil {
+				fe.Image.Config.Labels = map[string]string{}
+			}
+			maps.Copy(fe.Image.Config.Labels, in.labels)
+		}
+		builds = append(builds, &platformBuild{platform: pl, fe: fe, out: fe.State.Vertex()})
+	}
+	return builds, nil
+}
+
+// printLLB prints the graph as JSON (--print-llb): one definition, or with several
+// platforms a list of {"platform", "definition"}.
+func printLLB(w io.Writer, builds []*platformBuild) error {
+	type platformDef struct {
+		Platform   string          `json:"platform"`
+		Definition *llb.Definition `json:"definition"`
+	}
+	defs := make([]platformDef, len(builds))
+	for i, b := range builds {
+		defs[i].Platform = platform.Format(b.platform)
+		if b.out == nil {
+			defs[i].Definition = &llb.Definition{Version: 1, Vertices: []llb.VertexDef{}}
+			continue
+		}
+		def, err := llb.Marshal(b.out)
+		if err != nil {
+			return err
+		}
+		defs[i].Definition = def
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if len(builds) == 1 {
+		if builds[0].out == nil {
+			_, err := fmt.Fprintln(w, `{"version":1,"vertices":[],"output":""}`)
+			return err
+		}
+		return enc.Encode(defs[0].Definition)
+	}
+	return enc.Encode(defs)
+}
+
+// solve runs b's graph and completes its image config.
+func (b *platformBuild) solve(ctx context.Context, slv *solver.Solver) error {
+	results := map[digest.Digest]solver.Result{}
+	if b.out != nil {
+		var err error
+		if results, err = slv.Solve(ctx, b.out); err != nil {
+			return err
+		}
+		b.final = results[b.out.Digest()].Ref
+	}
+	cfg, err := imageConfig(b.fe, b.out, results)
+	if err != nil {
+		return err
+	}
+	b.cfg = cfg
 	return nil
 }
 
@@ -407,11 +507,12 @@ func parseBuildArgs(in []string) (map[string]string, error) {
 // registryResolver adapts the registry client to the frontend's ImageResolver.
 type registryResolver struct{ c *registry.Client }
 
-func (r registryResolver) ResolveImageConfig(ctx context.Context, ref string) (string, []byte, error) {
+func (r registryResolver) ResolveImageConfig(ctx context.Context, ref string, p ocispec.Platform) (string, []byte, error) {
+	vp := v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, OSVersion: p.OSVersion}
 	if strings.HasPrefix(ref, registry.OCILayoutScheme) {
-		return registry.ResolveOCILayout(ctx, ref)
+		return registry.ResolveOCILayoutPlatform(ctx, ref, vp)
 	}
-	res, err := r.c.Resolve(ctx, ref)
+	res, err := r.c.ResolvePlatform(ctx, ref, vp)
 	if err != nil {
 		return "", nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -23,6 +24,7 @@ import (
 	"github.com/builderdev/builder/exporter/dockertar"
 	"github.com/builderdev/builder/exporter/ocilayout"
 	"github.com/builderdev/builder/exporter/rootfs"
+	"github.com/builderdev/builder/frontend/platform"
 	"github.com/builderdev/builder/internal/progress"
 	"github.com/builderdev/builder/internal/registry"
 )
@@ -49,9 +51,18 @@ type Output struct {
 	OCIMediaTypes *bool
 	// Annotations are manifest annotations (annotation.K=V, annotation-manifest.K=V).
 	Annotations map[string]string
+	// PlatformAnnotations are manifest annotations of one platform's image only
+	// (annotation[linux/arm64].K=V), by normalised platform.
+	PlatformAnnotations map[string]map[string]string
 	// DescriptorAnnotations go on the manifest's descriptor in an OCI layout's
-	// index.json (annotation-manifest-descriptor.K=V).
+	// index.json (annotation-manifest-descriptor.K=V); in a multi-platform build, on
+	// each manifest's descriptor in the index.
 	DescriptorAnnotations map[string]string
+	// IndexAnnotations go on the index of a multi-platform build (annotation-index.K=V).
+	IndexAnnotations map[string]string
+	// IndexDescriptorAnnotations go on the index's descriptor in an OCI layout's
+	// index.json (annotation-index-descriptor.K=V).
+	IndexDescriptorAnnotations map[string]string
 }
 
 // image says whether the output is an image (as opposed to a bare filesystem).
@@ -160,13 +171,30 @@ func parseOutput(spec string) (Output, error) {
 			if m == nil {
 				return bad(fmt.Errorf("want annotation.KEY, annotation-manifest.KEY or annotation-manifest-descriptor.KEY"))
 			}
-			switch m[1] {
-			case "", "manifest":
+			var plat string
+			if m[2] != "" {
+				p, err := platform.Parse(m[2])
+				if err != nil {
+					return bad(err)
+				}
+				plat = platform.Format(p)
+			}
+			switch {
+			case (m[1] == "" || m[1] == "manifest") && plat != "":
+				if o.PlatformAnnotations == nil {
+					o.PlatformAnnotations = map[string]map[string]string{}
+				}
+				o.PlatformAnnotations[plat] = setAnnotation(o.PlatformAnnotations[plat], m[3], v)
+			case m[1] == "" || m[1] == "manifest":
 				o.Annotations = setAnnotation(o.Annotations, m[3], v)
-			case "manifest-descriptor":
+			case m[1] == "manifest-descriptor":
 				o.DescriptorAnnotations = setAnnotation(o.DescriptorAnnotations, m[3], v)
-			case "index", "index-descriptor":
-				return bad(fmt.Errorf("index annotations not supported for single platform export"))
+			case (m[1] == "index" || m[1] == "index-descriptor") && plat != "":
+				return bad(fmt.Errorf("an index annotation applies to every platform, not %s", plat))
+			case m[1] == "index":
+				o.IndexAnnotations = setAnnotation(o.IndexAnnotations, m[3], v)
+			case m[1] == "index-descriptor":
+				o.IndexDescriptorAnnotations = setAnnotation(o.IndexDescriptorAnnotations, m[3], v)
 			default:
 				return bad(fmt.Errorf("unknown annotation type %q", m[1]))
 			}
@@ -204,7 +232,10 @@ func parseOutput(spec string) (Output, error) {
 	if len(o.DescriptorAnnotations) > 0 && o.Type != "oci" {
 		return Output{}, fmt.Errorf("output %q: annotation-manifest-descriptor applies to type=oci only (the descriptor is in its index.json)", spec)
 	}
-	if len(o.Annotations) > 0 && !o.ociTypes() {
+	if len(o.IndexDescriptorAnnotations) > 0 && o.Type != "oci" {
+		return Output{}, fmt.Errorf("output %q: annotation-index-descriptor applies to type=oci only (the descriptor is in its index.json)", spec)
+	}
+	if (len(o.Annotations) > 0 || len(o.PlatformAnnotations) > 0 || len(o.IndexAnnotations) > 0) && !o.ociTypes() {
 		return Output{}, fmt.Errorf(`output %q: cannot export annotations with oci-mediatypes=false`, spec)
 	}
 	switch o.Type {
@@ -278,15 +309,15 @@ func insecureHosts(outputs []Output) []string {
 	return hosts
 }
 
-// exports writes one build's result to its outputs. Images are made per distinct
-// compression, media types and annotations; their layer blobs come from the
+// exports writes one build's result to its outputs: with one platform an image, with
+// several an index of one image per platform. Images are made per platform and per
+// distinct compression, media types and annotations; their layer blobs come from the
 // converter, so a compression is computed once per layer, ever.
 type exports struct {
 	st     *store
 	reg    *registry.Client
 	conv   *exporter.Converter
-	final  cache.Ref
-	cfg    []byte
+	builds []*platformBuild
 	epoch  *time.Time
 	stdout io.Writer
 	p      *progress.Printer
@@ -296,36 +327,55 @@ type exports struct {
 // metadata is what --metadata-file and --iidfile report about the exported image.
 type metadata struct {
 	manifestDigest v1.Hash
-	configDigest   v1.Hash
+	configDigest   v1.Hash // zero for a multi-platform index
 	mediaType      types.MediaType
 	size           int64
 	names          []string
 	image          bool // false when only filesystem outputs were asked for
 }
 
-// image returns the image with the given layer compression, media types and manifest
-// annotations.
-func (e *exports) image(ctx context.Context, comp exporter.Compress, oci bool, annotations map[string]string) (v1.Image, error) {
+// imageSpec is how an output wants its images made.
+type imageSpec struct {
+	comp        exporter.Compress
+	oci         bool
+	annotations map[string]string
+	platform    map[string]map[string]string // extra manifest annotations by platform
+}
+
+func specOf(out Output) imageSpec {
+	return imageSpec{comp: out.Compression, oci: out.ociTypes(), annotations: out.Annotations, platform: out.PlatformAnnotations}
+}
+
+// image returns build b's image made as spec says.
+func (e *exports) image(ctx context.Context, b *platformBuild, spec imageSpec) (v1.Image, error) {
+	annotations := maps.Clone(spec.annotations)
+	if extra := spec.platform[platform.Format(b.platform)]; len(extra) > 0 {
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		maps.Copy(annotations, extra)
+	}
 	key, err := json.Marshal(struct {
+		P string
 		C exporter.Compress
 		O bool
 		A map[string]string
-	}{comp, oci, annotations})
+	}{platform.Format(b.platform), spec.comp, spec.oci, annotations})
 	if err != nil {
 		return nil, err
 	}
 	if img, ok := e.images[string(key)]; ok {
 		return img, nil
 	}
-	layers, err := e.conv.Layers(ctx, e.final.Layers, comp)
+	layers, err := e.conv.Layers(ctx, b.final.Layers, spec.comp)
 	if err != nil {
 		return nil, err
 	}
 	opts := []exporter.ImageOption{exporter.WithManifestAnnotations(annotations)}
-	if !oci {
+	if !spec.oci {
 		opts = append(opts, exporter.WithDockerMediaTypes())
 	}
-	img, err := exporter.Image(ctx, e.st.content, layers, e.cfg, opts...)
+	img, err := exporter.Image(ctx, e.st.content, layers, b.cfg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("assembling image: %w", err)
 	}
@@ -336,10 +386,40 @@ func (e *exports) image(ctx context.Context, comp exporter.Compress, oci bool, a
 	return img, nil
 }
 
+// index returns the multi-platform index of every build's image made as spec says,
+// with the output's index and manifest-descriptor annotations.
+func (e *exports) index(ctx context.Context, spec imageSpec, out Output) (v1.ImageIndex, error) {
+	images := make([]exporter.PlatformImage, len(e.builds))
+	for i, b := range e.builds {
+		img, err := e.image(ctx, b, spec)
+		if err != nil {
+			return nil, err
+		}
+		images[i] = exporter.PlatformImage{
+			Platform:    v1.Platform{OS: b.platform.OS, Architecture: b.platform.Architecture, Variant: b.platform.Variant, OSVersion: b.platform.OSVersion},
+			Image:       img,
+			Annotations: out.DescriptorAnnotations,
+		}
+	}
+	opts := []exporter.ImageOption{exporter.WithManifestAnnotations(out.IndexAnnotations)}
+	if !spec.oci {
+		opts = append(opts, exporter.WithDockerMediaTypes())
+	}
+	idx, err := exporter.Index(images, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("assembling index: %w", err)
+	}
+	return idx, nil
+}
+
 // run stores the image under tags and writes every output, in order. The metadata
 // describes the first image output, or the tagged image when there is none.
 func (e *exports) run(ctx context.Context, tags []string, outputs []Output) (metadata, error) {
-	def, err := e.image(ctx, exporter.Compress{}, true, nil)
+	if len(e.builds) > 1 {
+		return e.runIndex(ctx, outputs)
+	}
+	b := e.builds[0]
+	def, err := e.image(ctx, b, imageSpec{oci: true})
 	if err != nil {
 		return metadata{}, err
 	}
@@ -366,7 +446,7 @@ func (e *exports) run(ctx context.Context, tags []string, outputs []Output) (met
 		if len(names) == 0 {
 			names = tags
 		}
-		img, err := e.image(ctx, out.Compression, out.ociTypes(), out.Annotations)
+		img, err := e.image(ctx, b, specOf(out))
 		if err != nil {
 			return metadata{}, fmt.Errorf("exporting %s: %w", out.Type, err)
 		}
@@ -381,6 +461,74 @@ func (e *exports) run(ctx context.Context, tags []string, outputs []Output) (met
 		}
 	}
 	return md, nil
+}
+
+// runIndex writes the outputs of a multi-platform build (checkPlatformOutputs has
+// refused those that cannot hold an index). The metadata describes the first image
+// output's index, or the default one.
+func (e *exports) runIndex(ctx context.Context, outputs []Output) (metadata, error) {
+	def, err := e.index(ctx, imageSpec{oci: true}, Output{})
+	if err != nil {
+		return metadata{}, err
+	}
+	md, err := describeIndex(def, nil)
+	if err != nil {
+		return metadata{}, err
+	}
+	described := false
+	for _, out := range outputs {
+		if !out.image() {
+			if err := e.filesystem(ctx, out); err != nil {
+				return metadata{}, err
+			}
+			continue
+		}
+		idx, err := e.index(ctx, specOf(out), out)
+		if err != nil {
+			return metadata{}, fmt.Errorf("exporting %s: %w", out.Type, err)
+		}
+		if !described {
+			if md, err = describeIndex(idx, out.Names); err != nil {
+				return metadata{}, err
+			}
+			md.image, described = true, true
+		}
+		if err := e.indexOutput(ctx, out, idx); err != nil {
+			return metadata{}, err
+		}
+	}
+	return md, nil
+}
+
+func (e *exports) indexOutput(ctx context.Context, out Output, idx v1.ImageIndex) error {
+	where := out.Dest
+	if where == "-" {
+		where = "standard output"
+	}
+	switch out.Type {
+	case "oci":
+		c := ocilayout.Config{Dest: out.Dest, Names: out.Names, Tar: out.Tar, Annotations: out.IndexDescriptorAnnotations}
+		var err error
+		if out.Dest == "-" {
+			err = c.WriteIndexTo(ctx, idx, e.stdout)
+		} else {
+			err = c.ExportIndex(ctx, idx)
+		}
+		if err != nil {
+			return fmt.Errorf("exporting OCI layout to %s: %w", where, err)
+		}
+		e.p.Printf("exported OCI layout (%d platforms) to %s", len(e.builds), where)
+	case "image":
+		for _, n := range out.Names {
+			if err := e.reg.PushIndex(ctx, n, idx); err != nil {
+				return err
+			}
+			e.p.Printf("pushed %s (%d platforms)", n, len(e.builds))
+		}
+	default:
+		return fmt.Errorf("output type=%s cannot hold a multi-platform image", out.Type)
+	}
+	return nil
 }
 
 func (e *exports) imageOutput(ctx context.Context, out Output, img v1.Image, names []string) error {
@@ -428,19 +576,32 @@ func (e *exports) imageOutput(ctx context.Context, out Output, img v1.Image, nam
 	return nil
 }
 
-// filesystem writes the final filesystem (type=local or type=tar) from a read-only
-// view of the result's snapshots.
-func (e *exports) filesystem(ctx context.Context, out Output) (err error) {
-	root, release, err := e.st.snapshots.View(ctx, e.final.SnapshotIDs())
+// view mounts a read-only view of ref's snapshots.
+func (e *exports) view(ctx context.Context, ref cache.Ref) (string, func() error, error) {
+	root, release, err := e.st.snapshots.View(ctx, ref.SnapshotIDs())
 	if err != nil {
-		return fmt.Errorf("exporting filesystem: %w", err)
+		return "", nil, fmt.Errorf("exporting filesystem: %w", err)
+	}
+	return root, release, nil
+}
+
+// filesystem writes the final filesystem (type=local or type=tar) from a read-only
+// view of the result's snapshots; with several platforms, each platform's under its
+// own directory (linux_amd64/ ...), as buildx does.
+func (e *exports) filesystem(ctx context.Context, out Output) (err error) {
+	opts := rootfs.Options{Epoch: e.epoch}
+	if len(e.builds) > 1 {
+		return e.platformFilesystems(ctx, out, opts)
+	}
+	root, release, err := e.view(ctx, e.builds[0].final)
+	if err != nil {
+		return err
 	}
 	defer func() {
 		if rerr := release(); err == nil {
 			err = rerr
 		}
 	}()
-	opts := rootfs.Options{Epoch: e.epoch}
 	switch {
 	case out.Type == "local":
 		if err := rootfs.WriteDir(ctx, root, out.Dest, opts); err != nil {
@@ -462,6 +623,56 @@ func (e *exports) filesystem(ctx context.Context, out Output) (err error) {
 		e.p.Printf("exported filesystem tar to %s", out.Dest)
 	}
 	return nil
+}
+
+func (e *exports) platformFilesystems(ctx context.Context, out Output, opts rootfs.Options) error {
+	switch {
+	case out.Type == "local":
+		if err := platformDirs(ctx, out.Dest, e.builds, e.view, opts); err != nil {
+			return err
+		}
+		e.p.Printf("exported %d platforms' filesystems to %s", len(e.builds), out.Dest)
+	case out.Dest == "-":
+		if err := platformTar(ctx, exporter.CancelWriter(ctx, e.stdout), e.builds, e.view, opts); err != nil {
+			return fmt.Errorf("exporting filesystem tar to standard output: %w", err)
+		}
+		e.p.Printf("exported %d platforms' filesystems as a tar to standard output", len(e.builds))
+	default:
+		err := exporter.WriteFile(ctx, out.Dest, func(f *os.File) error {
+			return platformTar(ctx, exporter.CancelWriter(ctx, f), e.builds, e.view, opts)
+		})
+		if err != nil {
+			return fmt.Errorf("exporting filesystem tar to %s: %w", out.Dest, err)
+		}
+		e.p.Printf("exported %d platforms' filesystems as a tar to %s", len(e.builds), out.Dest)
+	}
+	return nil
+}
+
+// describeIndex reads what metadata reports of a multi-platform index named names: its
+// digest is the image's (containerimage.digest); it has no single config.
+func describeIndex(idx v1.ImageIndex, names []string) (metadata, error) {
+	var md metadata
+	var err error
+	if md.manifestDigest, err = idx.Digest(); err != nil {
+		return md, err
+	}
+	if md.mediaType, err = idx.MediaType(); err != nil {
+		return md, err
+	}
+	if md.size, err = idx.Size(); err != nil {
+		return md, err
+	}
+	for _, n := range names {
+		norm, err := registry.Normalize(n)
+		if err != nil {
+			return md, err
+		}
+		if !slices.Contains(md.names, norm) {
+			md.names = append(md.names, norm)
+		}
+	}
+	return md, nil
 }
 
 // describe reads what metadata reports of img, named names.
@@ -500,7 +711,9 @@ func writeMetadata(metadataFile, iidFile string, md metadata) error {
 		m := map[string]any{}
 		if md.image {
 			m["containerimage.digest"] = md.manifestDigest.String()
-			m["containerimage.config.digest"] = md.configDigest.String()
+			if md.configDigest != (v1.Hash{}) {
+				m["containerimage.config.digest"] = md.configDigest.String()
+			}
 			m["containerimage.descriptor"] = v1.Descriptor{MediaType: md.mediaType, Digest: md.manifestDigest, Size: md.size}
 			if len(md.names) > 0 {
 				m["image.name"] = strings.Join(md.names, ",")
@@ -515,7 +728,13 @@ func writeMetadata(metadataFile, iidFile string, md metadata) error {
 		}
 	}
 	if iidFile != "" {
-		if err := cache.WriteFileAtomic(iidFile, []byte(md.configDigest.String())); err != nil {
+		// As buildx: the image ID is the config digest, or for a multi-platform index
+		// (which has no single config) the index digest.
+		id := md.configDigest
+		if id == (v1.Hash{}) {
+			id = md.manifestDigest
+		}
+		if err := cache.WriteFileAtomic(iidFile, []byte(id.String())); err != nil {
 			return fmt.Errorf("writing --iidfile: %w", err)
 		}
 	}

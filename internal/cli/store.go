@@ -12,6 +12,7 @@ import (
 	"github.com/builderdev/builder/exporter/imagestore"
 	"github.com/builderdev/builder/internal/proc"
 	"github.com/builderdev/builder/internal/registry"
+	"github.com/builderdev/builder/worker/fscopy"
 	"github.com/builderdev/builder/worker/runc"
 )
 
@@ -85,6 +86,15 @@ func openStore(ctx context.Context, root string) (*store, error) {
 // if this one is killed.
 func (s *store) tempDir() (string, error) {
 	return proc.TempDir(filepath.Join(s.root, "tmp"), "build-")
+}
+
+// statCacheEntries bounds the persistent stat cache: about 100 bytes an entry, so a few
+// MB for a few large contexts.
+const statCacheEntries = 200_000
+
+// statCache returns the root's persistent stat cache of context files.
+func (s *store) statCache() *fscopy.FileStatCache {
+	return fscopy.OpenFileStatCache(filepath.Join(s.root, "statcache"), statCacheEntries)
 }
 
 // cacheMounts is where RUN --mount=type=cache directories live between builds.

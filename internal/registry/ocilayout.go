@@ -50,7 +50,12 @@ func (i *OCILayoutImage) Blob(h v1.Hash) (io.ReadCloser, error) {
 // with neither TAG nor DIGEST the layout must hold exactly one manifest. An index is
 // resolved to the linux/GOARCH image.
 func ResolveOCILayout(ctx context.Context, ref string) (pinned string, config []byte, err error) {
-	img, err := OpenOCILayout(ctx, ref)
+	return ResolveOCILayoutPlatform(ctx, ref, v1.Platform{OS: "linux", Architecture: runtime.GOARCH})
+}
+
+// ResolveOCILayoutPlatform is ResolveOCILayout resolving an index to platform pl's image.
+func ResolveOCILayoutPlatform(ctx context.Context, ref string, pl v1.Platform) (pinned string, config []byte, err error) {
+	img, err := openOCILayoutRef(ctx, ref, pl)
 	if err != nil {
 		return "", nil, err
 	}
@@ -59,6 +64,10 @@ func ResolveOCILayout(ctx context.Context, ref string) (pinned string, config []
 
 // OpenOCILayout is ResolveOCILayout returning the manifest and access to the blobs.
 func OpenOCILayout(ctx context.Context, ref string) (*OCILayoutImage, error) {
+	return openOCILayoutRef(ctx, ref, v1.Platform{OS: "linux", Architecture: runtime.GOARCH})
+}
+
+func openOCILayoutRef(ctx context.Context, ref string, want v1.Platform) (*OCILayoutImage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -66,7 +75,7 @@ func OpenOCILayout(ctx context.Context, ref string) (*OCILayoutImage, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := openOCILayout(dir, tag, dgst)
+	img, err := openOCILayout(dir, tag, dgst, want)
 	if err != nil {
 		return nil, fmt.Errorf("reading OCI layout %s: %w", dir, err)
 	}
@@ -104,7 +113,7 @@ func parseOCILayoutRef(ref string) (dir, tag string, dgst v1.Hash, err error) {
 	return dir, tag, dgst, nil
 }
 
-func openOCILayout(dir, tag string, dgst v1.Hash) (*OCILayoutImage, error) {
+func openOCILayout(dir, tag string, dgst v1.Hash, want v1.Platform) (*OCILayoutImage, error) {
 	p, err := layout.FromPath(dir)
 	if err != nil {
 		return nil, err
@@ -143,7 +152,6 @@ func openOCILayout(dir, tag string, dgst v1.Hash) (*OCILayoutImage, error) {
 		top = im.Manifests[0].Digest
 	}
 
-	want := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
 	h := top
 	for depth := 0; ; depth++ {
 		raw, err := verifiedBlob(p, h)

@@ -37,6 +37,17 @@ type Resolved struct {
 // on this root, and any digest whose blobs are stored, is answered without the
 // network unless WithAlwaysPull was given.
 func (c *Client) Resolve(ctx context.Context, ref string) (*Resolved, error) {
+	return c.ResolvePlatform(ctx, ref, c.o.platform)
+}
+
+// ResolvePlatform is Resolve for platform pl instead of the client's: a
+// multi-platform build resolves each base image once per platform it is built for, so
+// each gets its own manifest digest. A reference pinned to an image manifest (not an
+// index) is that image whatever pl says.
+func (c *Client) ResolvePlatform(ctx context.Context, ref string, pl v1.Platform) (*Resolved, error) {
+	if pl.OS == "" || pl.Architecture == "" {
+		return nil, fmt.Errorf("resolving %s: platform %q: os and architecture are required", ref, pl.String())
+	}
 	p, err := parse(ref)
 	if err != nil {
 		return nil, err
@@ -47,11 +58,11 @@ func (c *Client) Resolve(ctx context.Context, ref string) (*Resolved, error) {
 	}
 	if known != "" {
 		// Any miss (blob gone, platform never pulled) just means asking the registry.
-		if r, err := c.resolveLocal(ctx, p, known); err == nil {
+		if r, err := c.resolveLocal(ctx, p, known, pl); err == nil {
 			return r, nil
 		}
 	}
-	top, err := c.pull(ctx, p)
+	top, err := c.pull(ctx, p, pl)
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", p, err)
 	}
@@ -60,7 +71,7 @@ func (c *Client) Resolve(ctx context.Context, ref string) (*Resolved, error) {
 			return nil, fmt.Errorf("pulling %s: %w", p, err)
 		}
 	}
-	r, err := c.resolveLocal(ctx, p, top)
+	r, err := c.resolveLocal(ctx, p, top, pl)
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", p, err)
 	}
@@ -77,10 +88,10 @@ func (c *Client) Pull(ctx context.Context, ref string) (*Resolved, error) {
 	}
 	var r *Resolved
 	if p.digest != "" {
-		r, _ = c.resolveLocal(ctx, p, p.digest)
+		r, _ = c.resolveLocal(ctx, p, p.digest, c.o.platform)
 	}
 	if r == nil {
-		top, err := c.pull(ctx, p)
+		top, err := c.pull(ctx, p, c.o.platform)
 		if err != nil {
 			return nil, fmt.Errorf("pulling %s: %w", p, err)
 		}
@@ -89,7 +100,7 @@ func (c *Client) Pull(ctx context.Context, ref string) (*Resolved, error) {
 				return nil, fmt.Errorf("pulling %s: %w", p, err)
 			}
 		}
-		if r, err = c.resolveLocal(ctx, p, top); err != nil {
+		if r, err = c.resolveLocal(ctx, p, top, c.o.platform); err != nil {
 			return nil, fmt.Errorf("pulling %s: %w", p, err)
 		}
 	}
@@ -140,9 +151,9 @@ func (c *Client) FetchLayer(ctx context.Context, ref string, desc v1.Descriptor)
 	return nil
 }
 
-// pull fetches p's manifest (and, for an index, the platform's manifest) and config
+// pull fetches p's manifest (and, for an index, platform pl's manifest) and config
 // into the content store and returns the digest p names: an index or a manifest.
-func (c *Client) pull(ctx context.Context, p parsed) (digest.Digest, error) {
+func (c *Client) pull(ctx context.Context, p parsed, pl v1.Platform) (digest.Digest, error) {
 	gref, err := c.reference(p)
 	if err != nil {
 		return "", err
@@ -161,7 +172,7 @@ func (c *Client) pull(ctx context.Context, p parsed) (digest.Digest, error) {
 		return "", err
 	}
 	if kind == kindIndex {
-		child, err := selectPlatform(raw, c.o.platform)
+		child, err := selectPlatform(raw, pl)
 		if err != nil {
 			return "", err
 		}
@@ -230,8 +241,8 @@ func (c *Client) fetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 	return nil
 }
 
-// resolveLocal answers from the content store alone.
-func (c *Client) resolveLocal(ctx context.Context, p parsed, d digest.Digest) (*Resolved, error) {
+// resolveLocal answers from the content store alone, picking platform pl of an index.
+func (c *Client) resolveLocal(ctx context.Context, p parsed, d digest.Digest, pl v1.Platform) (*Resolved, error) {
 	raw, err := c.cs.ReadAll(ctx, d)
 	if err != nil {
 		return nil, err
@@ -241,7 +252,7 @@ func (c *Client) resolveLocal(ctx context.Context, p parsed, d digest.Digest) (*
 		return nil, err
 	}
 	if kind == kindIndex {
-		child, err := selectPlatform(raw, c.o.platform)
+		child, err := selectPlatform(raw, pl)
 		if err != nil {
 			return nil, err
 		}
@@ -255,7 +266,7 @@ func (c *Client) resolveLocal(ctx context.Context, p parsed, d digest.Digest) (*
 			return nil, err
 		}
 		if kind != kindManifest {
-			return nil, fmt.Errorf("platform %s of the index is not an image manifest", c.o.platform.String())
+			return nil, fmt.Errorf("platform %s of the index is not an image manifest", pl.String())
 		}
 	}
 	var m v1.Manifest
