@@ -23,9 +23,10 @@ type FileStatCache struct {
 	path string
 	max  int
 
-	mu   sync.Mutex
-	old  map[StatKey]digest.Digest // loaded, not used yet by this process
-	used map[StatKey]digest.Digest // looked up or added by this process
+	mu    sync.Mutex
+	old   map[StatKey]digest.Digest // loaded, not used yet by this process
+	used  map[StatKey]digest.Digest // looked up or added by this process
+	dirty bool                      // a Put happened: the file lacks something
 }
 
 type statCacheFile struct {
@@ -81,6 +82,7 @@ func (c *FileStatCache) Put(k StatKey, d digest.Digest) {
 	defer c.mu.Unlock()
 	c.used[k] = d
 	delete(c.old, k)
+	c.dirty = true
 }
 
 // Len is the number of entries Save would consider.
@@ -90,11 +92,17 @@ func (c *FileStatCache) Len() int {
 	return len(c.used) + len(c.old)
 }
 
-// Save writes the cache to its file (temp file and rename, so concurrent builds on
+// Save writes the cache to its file when Put added something (temp file and rename, so concurrent builds on
 // one root each leave a whole file; the last one wins). Entries this process used come
 // first; older ones fill up to the limit, so files of contexts not built lately age out.
 func (c *FileStatCache) Save() error {
 	c.mu.Lock()
+	if !c.dirty {
+		// Nothing new: the file already holds every entry (a no-op rebuild writes nothing).
+		c.mu.Unlock()
+		return nil
+	}
+	c.dirty = false
 	file := statCacheFile{Version: fileStatCacheVersion, Entries: make([]statCacheEntry, 0, min(c.max, len(c.used)+len(c.old)))}
 	for k, d := range c.used {
 		if len(file.Entries) == c.max {

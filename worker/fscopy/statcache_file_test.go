@@ -50,11 +50,13 @@ func TestFileStatCacheKeepsUsedEntriesFirst(t *testing.T) {
 	if err := c.Save(); err != nil {
 		t.Fatal(err)
 	}
-	// The next process uses only keys[4], with room for two entries.
+	// The next process uses keys[4] and learns one new file, with room for two entries.
 	c2 := OpenFileStatCache(path, 2)
 	if _, ok := c2.Get(keys[4]); !ok {
 		t.Fatal("miss on a saved key")
 	}
+	fresh := StatKey{Path: "/new"}
+	c2.Put(fresh, digest.FromString("new"))
 	if err := c2.Save(); err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +66,9 @@ func TestFileStatCacheKeepsUsedEntriesFirst(t *testing.T) {
 	}
 	if _, ok := c3.Get(keys[4]); !ok {
 		t.Fatal("the entry the last build used was dropped")
+	}
+	if _, ok := c3.Get(fresh); !ok {
+		t.Fatal("the entry the last build added was dropped")
 	}
 }
 
@@ -82,5 +87,31 @@ func TestFileStatCacheIgnoresBadFiles(t *testing.T) {
 	}
 	if OpenFileStatCache(path, 10).Len() != 1 {
 		t.Fatal("the rewritten file did not load")
+	}
+}
+
+func TestFileStatCacheSavesOnlyWhenSomethingIsNew(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "statcache")
+	k := StatKey{Path: "/a"}
+	c := OpenFileStatCache(path, 10)
+	c.Put(k, digest.FromString("a"))
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := OpenFileStatCache(path, 10)
+	c2.Get(k)
+	if err := c2.Save(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Fatal("a cache with only hits was rewritten")
 	}
 }
