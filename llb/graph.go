@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 )
@@ -257,4 +258,17 @@ func SortedEnv(env []string) []string {
 	out := append([]string(nil), env...)
 	sort.Strings(out)
 	return out
+}
+
+// WithEnv returns a copy of env with kv ("KEY=value") replacing any earlier KEY, added
+// last.
+func WithEnv(env []string, kv string) []string {
+	k, _, _ := strings.Cut(kv, "=")
+	out := make([]string, 0, len(env)+1)
+	for _, e := range env {
+		if ek, _, _ := strings.Cut(e, "="); ek != k {
+			out = append(out, e)
+		}
+	}
+	return append(out, kv)
 }

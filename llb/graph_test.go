@@ -124,3 +124,18 @@ func FuzzDefinitionDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestWithEnv(t *testing.T) {
+	env := []string{"A=1", "PATH=/bin", "B=2"}
+	got := WithEnv(env, "PATH=/usr/bin")
+	want := []string{"A=1", "B=2", "PATH=/usr/bin"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("WithEnv = %v, want %v", got, want)
+	}
+	if env[1] != "PATH=/bin" {
+		t.Fatal("WithEnv changed its input")
+	}
+	if got := WithEnv(nil, "X="); len(got) != 1 || got[0] != "X=" {
+		t.Fatalf("WithEnv(nil) = %v", got)
+	}
+}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/cache/content"
+	"github.com/builderdev/builder/llb"
 )
 
 func newImportCmd(g *globalOptions) *cobra.Command {
@@ -132,7 +133,7 @@ func applyChange(c *v1.Config, change string) error {
 		c.Entrypoint = shellForm(i.ShellDependantCmdLine)
 	case *instructions.EnvCommand:
 		for _, kv := range i.Env {
-			c.Env = setEnv(c.Env, kv.Key+"="+kv.Value)
+			c.Env = llb.WithEnv(c.Env, kv.Key+"="+kv.Value)
 		}
 	case *instructions.LabelCommand:
 		if c.Labels == nil {
@@ -159,18 +160,6 @@ func applyChange(c *v1.Config, change string) error {
 		return fmt.Errorf("%s is not supported by import", strings.ToUpper(res.AST.Children[0].Value))
 	}
 	return nil
-}
-
-// setEnv returns env with kv ("KEY=value") replacing any earlier KEY.
-func setEnv(env []string, kv string) []string {
-	k, _, _ := strings.Cut(kv, "=")
-	out := make([]string, 0, len(env)+1)
-	for _, e := range env {
-		if ek, _, _ := strings.Cut(e, "="); ek != k {
-			out = append(out, e)
-		}
-	}
-	return append(out, kv)
 }
 
 // importRootfs stores the tar in as the single layer of a new image with config cf and

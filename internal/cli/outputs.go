@@ -649,46 +649,39 @@ func (e *exports) platformFilesystems(ctx context.Context, out Output, opts root
 	return nil
 }
 
+// manifestLike is what image manifests and indexes both answer.
+type manifestLike interface {
+	Digest() (v1.Hash, error)
+	MediaType() (types.MediaType, error)
+	Size() (int64, error)
+}
+
 // describeIndex reads what metadata reports of a multi-platform index named names: its
 // digest is the image's (containerimage.digest); it has no single config.
 func describeIndex(idx v1.ImageIndex, names []string) (metadata, error) {
-	var md metadata
-	var err error
-	if md.manifestDigest, err = idx.Digest(); err != nil {
-		return md, err
-	}
-	if md.mediaType, err = idx.MediaType(); err != nil {
-		return md, err
-	}
-	if md.size, err = idx.Size(); err != nil {
-		return md, err
-	}
-	for _, n := range names {
-		norm, err := registry.Normalize(n)
-		if err != nil {
-			return md, err
-		}
-		if !slices.Contains(md.names, norm) {
-			md.names = append(md.names, norm)
-		}
-	}
-	return md, nil
+	return describeManifest(idx, names)
 }
 
 // describe reads what metadata reports of img, named names.
 func describe(img v1.Image, names []string) (metadata, error) {
+	md, err := describeManifest(img, names)
+	if err != nil {
+		return md, err
+	}
+	md.configDigest, err = img.ConfigName()
+	return md, err
+}
+
+func describeManifest(m manifestLike, names []string) (metadata, error) {
 	var md metadata
 	var err error
-	if md.manifestDigest, err = img.Digest(); err != nil {
+	if md.manifestDigest, err = m.Digest(); err != nil {
 		return md, err
 	}
-	if md.configDigest, err = img.ConfigName(); err != nil {
+	if md.mediaType, err = m.MediaType(); err != nil {
 		return md, err
 	}
-	if md.mediaType, err = img.MediaType(); err != nil {
-		return md, err
-	}
-	if md.size, err = img.Size(); err != nil {
+	if md.size, err = m.Size(); err != nil {
 		return md, err
 	}
 	for _, n := range names {

@@ -116,7 +116,7 @@ func (s *store) runSpec(ctx context.Context, imageRef string, args []string, o r
 			}
 			e += "=" + v
 		}
-		spec.Env = setEnv(spec.Env, e)
+		spec.Env = llb.WithEnv(spec.Env, e)
 	}
 	if o.user != "" {
 		spec.User = o.user

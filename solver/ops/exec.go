@@ -70,10 +70,10 @@ func (o *execOp) Exec(ctx context.Context, inputs []solver.Result, logs io.Write
 	defer rm.release()
 	env := slices.Clone(o.op.Env)
 	for _, kv := range o.op.ProxyEnv {
-		env = setEnv(env, kv)
+		env = llb.WithEnv(env, kv)
 	}
 	for _, kv := range rm.env {
-		env = setEnv(env, kv)
+		env = llb.WithEnv(env, kv)
 	}
 	err = o.d.Executor.Run(ctx, worker.ExecSpec{
 		Rootfs:  a.Root(),
@@ -105,18 +105,6 @@ func (o *execOp) Exec(ctx context.Context, inputs []solver.Result, logs io.Write
 		return cache.Ref{}, err
 	}
 	return commit(ctx, o.d, a, base, o.op.SourceDateEpoch)
-}
-
-// setEnv returns env with kv ("KEY=value") replacing any earlier KEY, as a copy.
-func setEnv(env []string, kv string) []string {
-	k, _, _ := strings.Cut(kv, "=")
-	out := make([]string, 0, len(env)+1)
-	for _, e := range env {
-		if ek, _, _ := strings.Cut(e, "="); ek != k {
-			out = append(out, e)
-		}
-	}
-	return append(out, kv)
 }
 
 // commit turns an active snapshot's upper dir into a layer on top of base. A step that
