@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/builderdev/builder/cache"
+	"github.com/builderdev/builder/cache/remotecache"
 	"github.com/builderdev/builder/exporter"
 	"github.com/builderdev/builder/frontend/dockerfile"
 	"github.com/builderdev/builder/frontend/platform"
@@ -50,6 +51,8 @@ type buildOptions struct {
 	metadata   string
 	iidFile    string
 	platforms  []string
+	cacheTo    []string
+	cacheFrom  []string
 	contextDir string
 }
 
@@ -93,6 +96,8 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.StringArrayVar(&o.contexts, "build-context", nil, "named context: NAME=DIR | NAME=docker-image://REF | NAME=oci-layout://PATH[:TAG|@DIGEST]")
 	f.StringArrayVar(&o.labels, "label", nil, "image label KEY=VALUE (overrides the Dockerfile's)")
 	f.StringArrayVar(&o.platforms, "platform", nil, "target platform os/arch[/variant], comma-separated or repeated (default: this machine's, "+platform.Format(platform.Host())+"); several make a multi-platform index, and RUN for a foreign platform needs qemu-user-static")
+	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export the build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=min|max] | type=inline (in the image config)")
+	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "import build cache, tried in order: type=registry,ref=REF | type=local,src=DIR | IMAGE (inline cache)")
 	return cmd
 }
 
@@ -102,6 +107,14 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 		return err
 	}
 	outputs, err := parseOutputs(o.outputs)
+	if err != nil {
+		return err
+	}
+	cacheTo, err := parseCacheSpecs(o.cacheTo, true)
+	if err != nil {
+		return err
+	}
+	cacheFrom, err := parseCacheSpecs(o.cacheFrom, false)
 	if err != nil {
 		return err
 	}
@@ -187,7 +200,14 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 			p.Printf("warning: %v", err)
 		}
 	}()
-	resolve := ops.Resolver(ops.Deps{
+	// Layers stay remote until a step or an output reads them; the importer fetches
+	// them from the cache that named them, or else from where the registry client
+	// saw them (base images).
+	imported := remotecache.NewImporter(st.content, reg)
+	if err := importCaches(ctx, imported, reg, cacheFrom, p); err != nil {
+		return err
+	}
+	deps := ops.Deps{
 		Content:     st.content,
 		Snapshots:   st.snapshots,
 		Executor:    st.exec,
@@ -198,11 +218,13 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 		CacheMounts: st.cacheMounts(),
 		TempDir:     tmp,
 		StatCache:   stats,
-	})
+		Blobs:       imported,
+	}
+	resolve := ops.Resolver(deps)
 	if len(builds) > 1 {
 		resolve = (&sharedOps{}).wrap(resolve)
 	}
-	slv, err := solver.New(resolve, st.index, solver.WithProgress(p))
+	slv, err := solver.New(resolve, imported.Index(st.index), solver.WithProgress(p))
 	if err != nil {
 		return err
 	}
@@ -215,6 +237,19 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 	}
 	if err := eg.Wait(); err != nil {
 		return withSource(err, src)
+	}
+	if err := fetchFinal(ctx, deps, builds, len(o.tags) > 0, outputs); err != nil {
+		return err
+	}
+	for _, c := range cacheTo {
+		if c.Type != "inline" {
+			continue
+		}
+		for _, b := range builds {
+			if err := withInlineCache(b); err != nil {
+				return err
+			}
+		}
 	}
 	conv, err := exporter.NewConverter(st.content, filepath.Join(st.root, "converted"))
 	if err != nil {
@@ -230,6 +265,9 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 		id = md.manifestDigest
 	}
 	if err := writeMetadata(o.metadata, o.iidFile, md); err != nil {
+		return err
+	}
+	if err := exportCaches(ctx, st, reg, imported, builds, cacheTo, p); err != nil {
 		return err
 	}
 	p.Close()
@@ -248,6 +286,8 @@ type platformBuild struct {
 	out      *llb.Vertex // nil for an empty result (FROM scratch and nothing else)
 	final    cache.Ref
 	cfg      []byte
+	// results are every solved vertex's, for cache export.
+	results map[digest.Digest]solver.Result
 }
 
 // convertPlatforms lowers the Dockerfile once per platform. Warnings are printed once
@@ -340,6 +380,7 @@ func (b *platformBuild) solve(ctx context.Context, slv *solver.Solver) error {
 		}
 		b.final = results[b.out.Digest()].Ref
 	}
+	b.results = results
 	cfg, err := imageConfig(b.fe, b.out, results)
 	if err != nil {
 		return err

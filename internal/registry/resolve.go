@@ -59,6 +59,7 @@ func (c *Client) ResolvePlatform(ctx context.Context, ref string, pl v1.Platform
 	if known != "" {
 		// Any miss (blob gone, platform never pulled) just means asking the registry.
 		if r, err := c.resolveLocal(ctx, p, known, pl); err == nil {
+			c.rememberLayerSources(p, r.Manifest)
 			return r, nil
 		}
 	}
@@ -75,6 +76,7 @@ func (c *Client) ResolvePlatform(ctx context.Context, ref string, pl v1.Platform
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", p, err)
 	}
+	c.rememberLayerSources(p, r.Manifest)
 	return r, nil
 }
 

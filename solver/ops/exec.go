@@ -57,6 +57,9 @@ func (o *execOp) CacheKey(ctx context.Context, inputs []solver.Result) (digest.D
 }
 
 func (o *execOp) Exec(ctx context.Context, inputs []solver.Result, logs io.Writer) (cache.Ref, error) {
+	if err := realizeInputs(ctx, o.d, inputs); err != nil {
+		return cache.Ref{}, err
+	}
 	base := inputRef(inputs, o.op.Root).Ref
 	a, err := o.d.Snapshots.Prepare(ctx, base.SnapshotIDs(), snapshot.WithInitLayer())
 	if err != nil {

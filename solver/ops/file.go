@@ -60,6 +60,9 @@ func (o *fileOp) CacheKey(ctx context.Context, inputs []solver.Result) (digest.D
 }
 
 func (o *fileOp) Exec(ctx context.Context, inputs []solver.Result, _ io.Writer) (cache.Ref, error) {
+	if err := realizeInputs(ctx, o.d, inputs); err != nil {
+		return cache.Ref{}, err
+	}
 	base := inputRef(inputs, o.op.Base).Ref
 	a, err := o.d.Snapshots.Prepare(ctx, base.SnapshotIDs())
 	if err != nil {

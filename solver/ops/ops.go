@@ -11,7 +11,9 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/singleflight"
 
+	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/cache/content"
 	"github.com/builderdev/builder/cache/snapshot"
 	"github.com/builderdev/builder/internal/registry"
@@ -60,10 +62,26 @@ type Deps struct {
 	// StatCache lets context checksums skip reading files whose stat is unchanged
 	// (a fscopy.FileStatCache keeps it across builds); nil reads every file.
 	StatCache fscopy.StatCache
+	// Blobs fetches layer blobs that are not in the content store: base-image layers
+	// and layers of imported cache records stay remote until an op reads them. nil
+	// means every layer an op reads must already be local.
+	Blobs BlobFetcher
+
+	// flight makes concurrent ops realize each layer once; Resolver sets it.
+	flight *singleflight.Group
+}
+
+// BlobFetcher puts a layer's compressed blob into the content store (a no-op when it
+// is there already).
+type BlobFetcher interface {
+	FetchBlob(ctx context.Context, l cache.Layer) error
 }
 
 // Resolver returns the solver.ResolveFunc that binds vertices to ops running on d.
 func Resolver(d Deps) solver.ResolveFunc {
+	if d.flight == nil {
+		d.flight = &singleflight.Group{}
+	}
 	return func(v *llb.Vertex) (solver.Op, error) {
 		switch op := v.Op().(type) {
 		case *llb.SourceOp:

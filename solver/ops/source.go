@@ -39,8 +39,10 @@ func (o localOp) Exec(context.Context, []solver.Result, io.Writer) (cache.Ref, e
 	return cache.Ref{LocalDir: o.dir, LocalIgnore: o.ignore}, nil
 }
 
-// imageOp pulls a registry image (pinned by digest by the frontend, so the vertex digest
-// is the key) and extracts each layer once into a snapshot.
+// imageOp resolves a registry image (pinned by digest by the frontend, so the vertex
+// digest is the key) to its layer chain without downloading a layer: the registry
+// client records where the blobs are, and Realize fetches and extracts them only when
+// an op reads the filesystem or an exporter needs the bytes.
 type imageOp struct {
 	d   Deps
 	ref string
@@ -48,31 +50,28 @@ type imageOp struct {
 
 func (*imageOp) CacheKey(context.Context, []solver.Result) (digest.Digest, error) { return "", nil }
 
-func (o *imageOp) Exec(ctx context.Context, _ []solver.Result, logs io.Writer) (cache.Ref, error) {
+func (o *imageOp) Exec(ctx context.Context, _ []solver.Result, _ io.Writer) (cache.Ref, error) {
 	res, err := o.d.Images.Resolve(ctx, o.ref)
 	if err != nil {
 		return cache.Ref{}, err
 	}
-	return imageLayers(ctx, o.d, o.ref, res.Config, res.Manifest.Layers, func(ctx context.Context, desc v1.Descriptor, l cache.Layer) error {
-		return o.pullLayer(ctx, desc, l, logs)
-	})
+	layers, err := layerList(o.ref, res.Config, res.Manifest.Layers)
+	if err != nil {
+		return cache.Ref{}, err
+	}
+	return cache.Ref{Layers: layers}, nil
 }
 
-// imageLayers makes the filesystem of an image from its config and manifest layers:
-// fetch puts each layer's blob into the content store (a no-op when it is there), then
-// the layer is extracted into its snapshot, a few layers at a time. name is the image
-// in errors.
-func imageLayers(ctx context.Context, d Deps, name string, config []byte, descs []v1.Descriptor, fetch func(context.Context, v1.Descriptor, cache.Layer) error) (cache.Ref, error) {
+// layerList pairs an image's manifest layers with its config's diff ids.
+func layerList(name string, config []byte, descs []v1.Descriptor) ([]cache.Layer, error) {
 	var cfg v1.ConfigFile
 	if err := json.Unmarshal(config, &cfg); err != nil {
-		return cache.Ref{}, fmt.Errorf("reading config of %s: %w", name, err)
+		return nil, fmt.Errorf("reading config of %s: %w", name, err)
 	}
 	if len(cfg.RootFS.DiffIDs) != len(descs) {
-		return cache.Ref{}, fmt.Errorf("image %s: manifest has %d layers but config lists %d diff ids", name, len(descs), len(cfg.RootFS.DiffIDs))
+		return nil, fmt.Errorf("image %s: manifest has %d layers but config lists %d diff ids", name, len(descs), len(cfg.RootFS.DiffIDs))
 	}
 	layers := make([]cache.Layer, len(descs))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(3)
 	for i, desc := range descs {
 		layers[i] = cache.Layer{
 			DiffID:    digest.Digest(cfg.RootFS.DiffIDs[i].String()),
@@ -80,6 +79,22 @@ func imageLayers(ctx context.Context, d Deps, name string, config []byte, descs 
 			Size:      desc.Size,
 			MediaType: string(desc.MediaType),
 		}
+	}
+	return layers, nil
+}
+
+// imageLayers makes the filesystem of an image from its config and manifest layers:
+// fetch puts each layer's blob into the content store (a no-op when it is there), then
+// the layer is extracted into its snapshot, a few layers at a time. name is the image
+// in errors.
+func imageLayers(ctx context.Context, d Deps, name string, config []byte, descs []v1.Descriptor, fetch func(context.Context, v1.Descriptor, cache.Layer) error) (cache.Ref, error) {
+	layers, err := layerList(name, config, descs)
+	if err != nil {
+		return cache.Ref{}, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(3)
+	for i, desc := range descs {
 		g.Go(func() error {
 			if err := fetch(gctx, desc, layers[i]); err != nil {
 				return err
@@ -91,17 +106,6 @@ func imageLayers(ctx context.Context, d Deps, name string, config []byte, descs 
 		return cache.Ref{}, err
 	}
 	return cache.Ref{Layers: layers}, nil
-}
-
-func (o *imageOp) pullLayer(ctx context.Context, desc v1.Descriptor, l cache.Layer, logs io.Writer) error {
-	// The blob is kept even when the snapshot exists: exporters read layers from it.
-	if !o.d.Content.Has(l.Digest) {
-		fmt.Fprintf(logs, "pulling %s (%d bytes)\n", l.Digest, l.Size)
-		if err := o.d.Images.FetchLayer(ctx, o.ref, desc); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // ingestLayer extracts layer l, whose blob is in the content store, into its snapshot
