@@ -45,6 +45,20 @@ func (x *Index) path(key digest.Digest) string {
 	return filepath.Join(x.dir, key.Algorithm().String()+"-"+key.Encoded()+".json")
 }
 
+// Path is the file that holds key's record, for disk-usage accounting.
+func (x *Index) Path(key digest.Digest) string { return x.path(key) }
+
+// Delete removes key's record (prune); a missing record is not an error.
+func (x *Index) Delete(_ context.Context, key digest.Digest) error {
+	if err := key.Validate(); err != nil {
+		return fmt.Errorf("cache key %q: %w", key, err)
+	}
+	if err := os.Remove(x.path(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing cache record %s: %w", key, err)
+	}
+	return nil
+}
+
 // Get returns the record for key. ok is false on a miss.
 func (x *Index) Get(_ context.Context, key digest.Digest) (rec Record, ok bool, err error) {
 	if err := key.Validate(); err != nil {
@@ -94,8 +108,9 @@ func (x *Index) Put(_ context.Context, key digest.Digest, rec Record) error {
 }
 
 // List returns every readable record by key, without touching last-used times: du and
-// garbage collection read it, and only builds count as use. Records naming missing
-// layers are included, so that what still refers to a layer can be known.
+// garbage collection read it, and only builds count as use. LastUsed is the file's
+// mtime, which Get touches. Records naming missing layers are included, so that what
+// still refers to a layer can be known.
 func (x *Index) List(ctx context.Context) (map[digest.Digest]Record, error) {
 	ents, err := os.ReadDir(x.dir)
 	if err != nil {
@@ -115,7 +130,8 @@ func (x *Index) List(ctx context.Context) (map[digest.Digest]Record, error) {
 		if !ok || key.Validate() != nil {
 			continue // temp files of WriteFileAtomic and strangers
 		}
-		dt, err := os.ReadFile(filepath.Join(x.dir, e.Name()))
+		p := filepath.Join(x.dir, e.Name())
+		dt, err := os.ReadFile(p)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -125,6 +141,9 @@ func (x *Index) List(ctx context.Context) (map[digest.Digest]Record, error) {
 		var rec Record
 		if json.Unmarshal(dt, &rec) != nil {
 			continue
+		}
+		if fi, err := os.Stat(p); err == nil {
+			rec.LastUsed = fi.ModTime()
 		}
 		out[key] = rec
 	}

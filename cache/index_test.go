@@ -85,3 +85,28 @@ func TestIndexList(t *testing.T) {
 		t.Error("List touched a record's last-used time")
 	}
 }
+
+func TestIndexDelete(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	x, err := OpenIndex(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := digest.FromString("k")
+	if err := x.Put(ctx, k, Record{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Delete(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := x.Get(ctx, k); ok {
+		t.Fatal("record still there after Delete")
+	}
+	if err := x.Delete(ctx, k); err != nil {
+		t.Fatalf("deleting a missing record: %v", err)
+	}
+	if err := x.Delete(ctx, "sha256:nope"); err == nil {
+		t.Fatal("Delete accepted an invalid key")
+	}
+}

@@ -275,6 +275,11 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 	if len(o.tags) == 0 && len(outputs) == 0 {
 		p.Printf("no -t and no --output given: the result is only in the build cache")
 	}
+	// Best effort: a store over its keep-storage limit is trimmed, least recently used
+	// records first; it never fails the build.
+	if err := st.autoGC(ctx, g.gcKeepStorage, stderr); err != nil {
+		p.Printf("warning: %v", err)
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/exporter/imagestore"
 )
 
@@ -93,20 +95,33 @@ type diskUsage struct {
 	items []duItem
 }
 
-// diskUsage walks the root once, counting every inode once (st_blocks, like du -x),
-// and attributes blobs and snapshots to the images and cache records that use them.
-func (s *store) diskUsage(ctx context.Context) (*diskUsage, error) {
+func newDiskUsage() *diskUsage {
 	u := &diskUsage{areas: map[string]*duArea{}}
 	for _, a := range areas {
 		u.areas[a] = &duArea{}
 	}
+	return u
+}
+
+// diskUsage walks the root once, counting every inode once (st_blocks, like du -x),
+// and attributes blobs and snapshots to the images and cache records that use them.
+func (s *store) diskUsage(ctx context.Context) (*diskUsage, error) {
+	u := newDiskUsage()
+	sizes := map[string]int64{} // "<area>/<top item>" → bytes
+	if err := s.walk(ctx, u, sizes); err != nil {
+		return nil, err
+	}
+	return u, s.attribute(ctx, u, sizes)
+}
+
+// walk adds the disk use under the root to u's areas and total, and to sizes by item.
+func (s *store) walk(ctx context.Context, u *diskUsage, sizes map[string]int64) error {
 	rootSt, err := os.Lstat(s.root)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rootDev := rootSt.Sys().(*syscall.Stat_t).Dev
 	seen := map[[2]uint64]bool{}
-	sizes := map[string]int64{} // "<area>/<top item>" → bytes
 	err = filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -148,9 +163,9 @@ func (s *store) diskUsage(ctx context.Context) (*diskUsage, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("measuring %s: %w", s.root, err)
+		return fmt.Errorf("measuring %s: %w", s.root, err)
 	}
-	return u, s.attribute(ctx, u, sizes)
+	return nil
 }
 
 // itemKey names the listed item a path belongs to: a blob, a snapshot, a cache record,
@@ -194,6 +209,14 @@ func (s *store) attribute(ctx context.Context, u *diskUsage, sizes map[string]in
 				}
 			}
 			kinds[l.Digest] = "layer"
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(s.root, "converted")); err == nil {
+		for _, e := range ents {
+			var l cache.Layer
+			if dt, err := os.ReadFile(filepath.Join(s.root, "converted", e.Name())); err == nil && json.Unmarshal(dt, &l) == nil {
+				kinds[l.Digest] = "converted layer"
+			}
 		}
 	}
 	recs, err := s.images.List(ctx)
@@ -257,7 +280,19 @@ func (s *store) attribute(ctx context.Context, u *diskUsage, sizes map[string]in
 		case areaSnapshots:
 			it.typ, it.users = "snapshot", users[digest.Digest("sha256:"+id)]
 		case areaCache:
+			// A record's own cost is the layer its step made: the blob and the
+			// snapshot; the layers below belong to the records of earlier steps.
 			it.typ = "cache record"
+			r, ok := cacheRecs[recordKey(id)]
+			if !ok {
+				break
+			}
+			it.id = recordKey(id).String()
+			if n := len(r.Ref.Layers); n > 0 {
+				top := r.Ref.Layers[n-1]
+				it.size += sizes[areaContent+"/"+top.Digest.String()] + sizes[areaSnapshots+"/"+top.DiffID.Encoded()]
+				it.users = users[top.DiffID]
+			}
 		case areaCacheMounts:
 			it.typ = "cache mount"
 		case areaImages:
@@ -294,6 +329,12 @@ func (s *store) attribute(ctx context.Context, u *diskUsage, sizes map[string]in
 		return a.size > b.size
 	})
 	return nil
+}
+
+// recordKey is the cache key a record file under cache/ is named for.
+func recordKey(file string) digest.Digest {
+	alg, hex, _ := strings.Cut(strings.TrimSuffix(file, ".json"), "-")
+	return digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
 }
 
 func pathOfItem(area, id string) string {

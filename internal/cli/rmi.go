@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/builderdev/builder/cache"
+	"github.com/builderdev/builder/cache/gc"
 	"github.com/builderdev/builder/exporter/imagestore"
 )
 
@@ -28,7 +29,8 @@ the image's last name the image is deleted. An image ID deletes the image with a
 its names, but only with -f when they lie in several repositories.
 
 The blobs and extracted layers of a deleted image are removed unless another image or
-the build cache still uses them.`,
+the build cache still uses them; while another builder process uses the root they are
+left for builder prune.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -71,10 +73,18 @@ func (s *store) removeImage(ctx context.Context, w io.Writer, ref string, force 
 
 // collectGarbage deletes the blobs and snapshots of removed image records that nothing
 // else uses: no image in the store, no build cache record, no remembered registry
-// resolution. It runs without a lock: a build on the same root that starts using the
-// same layers between the check and the removal finds them missing and makes them
-// again (cache records are checked for their blobs and snapshots on every lookup).
+// resolution. It needs the gc lock exclusively, as prune does, since a running build
+// may be using those layers without having recorded them yet; while builds run it
+// leaves the garbage to the next prune or automatic collection.
 func (s *store) collectGarbage(ctx context.Context, removed []imagestore.Record) error {
+	lock, err := gc.Exclusive(ctx, s.root, false)
+	if errors.Is(err, gc.ErrBusy) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	g, err := s.images.Unreferenced(ctx, removed)
 	if err != nil {
 		return err
@@ -119,6 +129,20 @@ func (s *store) cacheUses(ctx context.Context) (map[digest.Digest]bool, error) {
 			used[l.Digest], used[l.DiffID] = true, true
 		}
 	}
+	res, err := s.resolutionUses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for d := range res {
+		used[d] = true
+	}
+	return used, nil
+}
+
+// resolutionUses returns the blobs and diff ids of the base images the registry client
+// remembers resolving: a cached build needs them without the network.
+func (s *store) resolutionUses(ctx context.Context) (map[digest.Digest]bool, error) {
+	used := map[digest.Digest]bool{}
 	ents, err := os.ReadDir(filepath.Join(s.root, "resolved"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("listing registry resolutions: %w", err)

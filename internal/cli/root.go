@@ -12,7 +12,8 @@ import (
 const DefaultRoot = "/var/lib/builder"
 
 type globalOptions struct {
-	root string
+	root          string
+	gcKeepStorage string
 }
 
 // New returns the root command.
@@ -29,9 +30,10 @@ func New() *cobra.Command {
 		def = env
 	}
 	root.PersistentFlags().StringVar(&g.root, "root", def, "directory of the image store and build cache (env BUILDER_ROOT)")
+	root.PersistentFlags().StringVar(&g.gcKeepStorage, "gc-keep-storage", "", "after a build, remove least recently used build cache until the store takes at most SIZE (env "+gcKeepStorageEnv+"; default 10% of the filesystem, at most 20GB; 0 turns it off)")
 	root.AddCommand(newBuildCmd(g), newImagesCmd(g))
 	root.AddCommand(newLoginCmd(g), newLogoutCmd(g), newPushCmd(g), newPullCmd(g))
 	root.AddCommand(newInspectCmd(g), newHistoryCmd(g), newTagCmd(g), newRmiCmd(g), newSaveCmd(g),
-		newLoadCmd(g), newExportCmd(g), newImportCmd(g), newRunCmd(g), newDuCmd(g))
+		newLoadCmd(g), newExportCmd(g), newImportCmd(g), newRunCmd(g), newDuCmd(g), newPruneCmd(g))
 	return root
 }

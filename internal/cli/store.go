@@ -8,6 +8,7 @@ import (
 
 	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/cache/content"
+	"github.com/builderdev/builder/cache/gc"
 	"github.com/builderdev/builder/cache/snapshot"
 	"github.com/builderdev/builder/exporter/imagestore"
 	"github.com/builderdev/builder/internal/proc"
@@ -36,6 +37,10 @@ func openStore(ctx context.Context, root string) (*store, error) {
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating store %s: %w", root, err)
+	}
+	// This process's lease on the store, held until it exits: prune waits for it.
+	if _, err := gc.Shared(ctx, root); err != nil {
+		return nil, err
 	}
 	s := &store{root: root}
 	if s.content, err = content.Open(filepath.Join(root, "content")); err != nil {
