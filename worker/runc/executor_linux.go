@@ -32,6 +32,7 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 type Executor struct {
 	stateDir     string
 	cgroupParent string
+	cgroupDirs   cgroupDirs
 	resolvConf   string
 	hosts        string
 }
@@ -48,7 +49,8 @@ type options struct {
 }
 
 // WithCgroupParent sets the absolute cgroup path below which each sandbox gets its
-// own cgroup. Default "/builder".
+// own cgroup (on cgroup v1, in the devices, pids and memory hierarchies). Default
+// "/builder".
 func WithCgroupParent(p string) Option {
 	return func(o *options) error {
 		if !path.IsAbs(p) {
@@ -84,7 +86,17 @@ func NewExecutor(stateDir string, opts ...Option) (*Executor, error) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating executor: %w", err)
 	}
-	return &Executor{stateDir: stateDir, cgroupParent: o.cgroupParent, resolvConf: o.resolvConf, hosts: o.hosts}, nil
+	dirs, err := findCgroupDirs(o.cgroupParent)
+	if err != nil {
+		return nil, fmt.Errorf("creating executor: %w", err)
+	}
+	return &Executor{
+		stateDir:     stateDir,
+		cgroupParent: o.cgroupParent,
+		cgroupDirs:   dirs,
+		resolvConf:   o.resolvConf,
+		hosts:        o.hosts,
+	}, nil
 }
 
 // Run runs spec's process in a new sandbox and waits for it. A non-zero exit is a
@@ -145,7 +157,7 @@ func (e *Executor) Run(ctx context.Context, spec worker.ExecSpec) (retErr error)
 	if err != nil {
 		return err
 	}
-	c, err := libcontainer.Create(e.stateDir, id, cfg)
+	c, err := createContainer(e.stateDir, id, cfg, e.cgroupDirs)
 	if err != nil {
 		return fmt.Errorf("creating sandbox: %w", err)
 	}
