@@ -164,3 +164,50 @@ func TestTeamCacheInline(t *testing.T) {
 		}
 	}
 }
+
+func TestTeamCacheMounts(t *testing.T) {
+	const run = "RUN --mount=type=cache,target=/cache sh -c 'echo A >> /cache/log; cat /cache/log > /seen'"
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM {{BASE}}\n" + run + "\n"})
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	seen := func(t *testing.T, root string, args ...string) string {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "fs")
+		mustBuilder(t, root, append(append([]string{"build", "--progress=plain", "--no-cache", "--output", "type=local,dest=" + out}, args...), ctxDir)...)
+		dt, err := os.ReadFile(filepath.Join(out, "seen"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(dt)
+	}
+
+	// Runner A: one line in its cache mount, exported with the cache.
+	rootA := newRoot(t)
+	if got := seen(t, rootA, "--cache-to", "type=local,dest="+cacheDir+",mode=max,cache-mounts=true"); got != "A\n" {
+		t.Fatalf("runner A saw %q, want one line", got)
+	}
+	// Runner B, empty, imports it: its RUN (forced by --no-cache) sees A's line.
+	rootB := newRoot(t)
+	if got := seen(t, rootB, "--cache-from", "type=local,src="+cacheDir); got != "A\nA\n" {
+		t.Errorf("runner B saw %q, want runner A's line and its own", got)
+	}
+	// B's own cache mount is never overwritten by a later import.
+	if got := seen(t, rootB, "--cache-from", "type=local,src="+cacheDir); got != "A\nA\nA\n" {
+		t.Errorf("runner B's second build saw %q, want three lines (its cache kept)", got)
+	}
+	// Without cache-mounts=true nothing travels; a cap below the mount's size skips it
+	// with a warning.
+	plain := filepath.Join(t.TempDir(), "plain")
+	seen(t, rootA, "--cache-to", "type=local,dest="+plain+",mode=max")
+	if got := seen(t, newRoot(t), "--cache-from", "type=local,src="+plain); got != "A\n" {
+		t.Errorf("import of a cache without mounts saw %q, want a fresh cache", got)
+	}
+	capped := filepath.Join(t.TempDir(), "capped")
+	r := mustBuilder(t, rootA, "build", "--progress=plain", "--no-cache",
+		"--cache-to", "type=local,dest="+capped+",cache-mounts=true,cache-mounts-max-size=2", ctxDir)
+	if !strings.Contains(r.stderr, "warning: skipping cache mount") {
+		t.Errorf("no warning for a cache mount over the cap:\n%s", r.stderr)
+	}
+	if got := seen(t, newRoot(t), "--cache-from", "type=local,src="+capped); got != "A\n" {
+		t.Errorf("import of a capped cache saw %q, want a fresh cache", got)
+	}
+}

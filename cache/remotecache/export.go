@@ -39,8 +39,8 @@ const latestTag = "latest"
 // list, its layers every layer of the records once. Layer bytes are read from cs only
 // when a sink asks for them; a blob missing from cs is fetched through fetch first
 // (nil: it must be there).
-func Artifact(ctx context.Context, cs *content.Store, fetch BlobFetcher, recs []Record) (v1.Image, error) {
-	cfg := Encode(recs)
+func Artifact(ctx context.Context, cs *content.Store, fetch BlobFetcher, recs []Record, mounts []Mount) (v1.Image, error) {
+	cfg := Encode(recs, mounts)
 	rawCfg, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("encoding cache config: %w", err)
@@ -63,6 +63,9 @@ func Artifact(ctx context.Context, cs *content.Store, fetch BlobFetcher, recs []
 		descs[i] = v1.Descriptor{MediaType: mt, Size: l.Size, Digest: h}
 		byDigest[h] = l
 	}
+	for _, m := range cfg.Mounts {
+		descs[m.Layer].Annotations = map[string]string{AnnotationMountID: m.ID, AnnotationMountDirKey: m.DirKey}
+	}
 	m := v1.Manifest{
 		SchemaVersion: 2,
 		MediaType:     types.OCIManifestSchema1,
@@ -80,9 +83,9 @@ func Artifact(ctx context.Context, cs *content.Store, fetch BlobFetcher, recs []
 	return partial.CompressedToImage(&artifact{ctx: ctx, cs: cs, fetch: fetch, rawManifest: rawManifest, rawConfig: rawCfg, layers: byDigest})
 }
 
-// ToRegistry pushes the cache of recs to ref.
-func ToRegistry(ctx context.Context, p Pusher, cs *content.Store, fetch BlobFetcher, ref string, recs []Record) error {
-	img, err := Artifact(ctx, cs, fetch, recs)
+// ToRegistry pushes the cache of recs and mounts to ref.
+func ToRegistry(ctx context.Context, p Pusher, cs *content.Store, fetch BlobFetcher, ref string, recs []Record, mounts []Mount) error {
+	img, err := Artifact(ctx, cs, fetch, recs, mounts)
 	if err != nil {
 		return err
 	}
@@ -92,10 +95,10 @@ func ToRegistry(ctx context.Context, p Pusher, cs *content.Store, fetch BlobFetc
 	return nil
 }
 
-// ToLocal writes the cache of recs into the OCI layout directory dir (created if
-// needed), tagged latest; blobs the directory has are not written again.
-func ToLocal(ctx context.Context, cs *content.Store, fetch BlobFetcher, dir string, recs []Record) error {
-	img, err := Artifact(ctx, cs, fetch, recs)
+// ToLocal writes the cache of recs and mounts into the OCI layout directory dir
+// (created if needed), tagged latest; blobs the directory has are not written again.
+func ToLocal(ctx context.Context, cs *content.Store, fetch BlobFetcher, dir string, recs []Record, mounts []Mount) error {
+	img, err := Artifact(ctx, cs, fetch, recs, mounts)
 	if err != nil {
 		return err
 	}
@@ -133,7 +136,7 @@ func Inline(recs []Record, imageLayers []cache.Layer) (json.RawMessage, error) {
 			keep = append(keep, r)
 		}
 	}
-	dt, err := json.Marshal(Encode(keep))
+	dt, err := json.Marshal(Encode(keep, nil))
 	if err != nil {
 		return nil, fmt.Errorf("encoding inline cache: %w", err)
 	}

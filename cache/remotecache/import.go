@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -45,8 +46,10 @@ type Importer struct {
 	// fallback fetches blobs no source has (base-image layers, through the registry
 	// client's recorded blob sources); nil means none.
 	fallback BlobFetcher
-	mu       sync.Mutex
-	hits     int
+	// mounts are the imported cache mounts, one per dir key (the first source wins).
+	mounts []Mount
+	mu     sync.Mutex
+	hits   int
 }
 
 // source is where an imported cache's blobs are read from.
@@ -59,6 +62,9 @@ type source interface {
 func NewImporter(cs *content.Store, fallback BlobFetcher) *Importer {
 	return &Importer{cs: cs, records: map[digest.Digest]Record{}, from: map[digest.Digest]source{}, fallback: fallback}
 }
+
+// Content is the store fetched blobs go into.
+func (im *Importer) Content() *content.Store { return im.cs }
 
 // Len is how many records were imported.
 func (im *Importer) Len() int { return len(im.records) }
@@ -80,11 +86,11 @@ func (im *Importer) AddRegistry(ctx context.Context, r Remote, ref string) error
 	if m.Config.MediaType != ConfigMediaType {
 		return fmt.Errorf("importing cache %s: config media type %q is not a builder cache", ref, m.Config.MediaType)
 	}
-	recs, err := Decode(rawCfg)
+	recs, mounts, err := decode(rawCfg)
 	if err != nil {
 		return fmt.Errorf("importing cache %s: %w", ref, err)
 	}
-	im.add(recs, registrySource{r: r, ref: ref})
+	im.add(recs, mounts, registrySource{r: r, ref: ref})
 	return nil
 }
 
@@ -108,7 +114,7 @@ func (im *Importer) AddInline(ctx context.Context, r Remote, ref string) error {
 	if err != nil {
 		return fmt.Errorf("importing cache %s: %w", ref, err)
 	}
-	im.add(recs, registrySource{r: r, ref: ref})
+	im.add(recs, nil, registrySource{r: r, ref: ref})
 	return nil
 }
 
@@ -141,11 +147,11 @@ func (im *Importer) AddLocal(_ context.Context, dir string) error {
 	if err != nil {
 		return fmt.Errorf("importing cache %s: %w", dir, err)
 	}
-	recs, err := Decode(rawCfg)
+	recs, mounts, err := decode(rawCfg)
 	if err != nil {
 		return fmt.Errorf("importing cache %s: %w", dir, err)
 	}
-	im.add(recs, layoutSource{dir: dir})
+	im.add(recs, mounts, layoutSource{dir: dir})
 	return nil
 }
 
@@ -163,7 +169,16 @@ func partialFind(idx v1.ImageIndex, m match.Matcher) ([]v1.Descriptor, error) {
 	return out, nil
 }
 
-func (im *Importer) add(recs []Record, src source) {
+func (im *Importer) add(recs []Record, mounts []Mount, src source) {
+	for _, m := range mounts {
+		if slices.ContainsFunc(im.mounts, func(o Mount) bool { return o.DirKey == m.DirKey }) {
+			continue
+		}
+		im.mounts = append(im.mounts, m)
+		if _, ok := im.from[m.Layer.Digest]; !ok {
+			im.from[m.Layer.Digest] = src
+		}
+	}
 	for _, r := range recs {
 		if _, ok := im.records[r.Key]; ok {
 			continue
@@ -176,6 +191,9 @@ func (im *Importer) add(recs []Record, src source) {
 		}
 	}
 }
+
+// Mounts are the cache mounts of the imported caches (cache-mounts=true), in order.
+func (im *Importer) Mounts() []Mount { return slices.Clone(im.mounts) }
 
 // Lookup returns the imported record of key.
 func (im *Importer) Lookup(key digest.Digest) (Record, bool) {

@@ -3,78 +3,20 @@ package remotecache_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/cache/content"
 	"github.com/builderdev/builder/cache/remotecache"
+	"github.com/builderdev/builder/cache/remotecache/remotecachetest"
 	"github.com/builderdev/builder/internal/testutil"
 )
-
-// ggcrRemote is a minimal Remote/Pusher over go-containerregistry's remote package,
-// counting blob downloads.
-type ggcrRemote struct {
-	cs        *content.Store
-	downloads atomic.Int64
-}
-
-func (r *ggcrRemote) Fetch(ctx context.Context, ref string) (v1.Manifest, []byte, error) {
-	n, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		return v1.Manifest{}, nil, err
-	}
-	img, err := remote.Image(n, remote.WithContext(ctx))
-	if err != nil {
-		return v1.Manifest{}, nil, err
-	}
-	m, err := img.Manifest()
-	if err != nil {
-		return v1.Manifest{}, nil, err
-	}
-	cfg, err := img.RawConfigFile()
-	return *m, cfg, err
-}
-
-func (r *ggcrRemote) FetchLayer(ctx context.Context, ref string, desc v1.Descriptor) error {
-	n, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		return err
-	}
-	l, err := remote.Layer(n.Context().Digest(desc.Digest.String()), remote.WithContext(ctx))
-	if err != nil {
-		return err
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	r.downloads.Add(1)
-	_, err = r.cs.WriteBlob(ctx, rc, desc.Size, digest.Digest(desc.Digest.String()))
-	return err
-}
-
-func (r *ggcrRemote) Push(ctx context.Context, ref string, img v1.Image) error {
-	n, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		return err
-	}
-	return remote.Write(n, img, remote.WithContext(ctx))
-}
 
 // blob stores dt in cs as a layer (the bytes need not be a tar for the format).
 func blob(t *testing.T, cs *content.Store, dt string) cache.Layer {
@@ -101,7 +43,7 @@ func records(t *testing.T, cs *content.Store) []remotecache.Record {
 func TestEncodeIsLinearAndRoundTrips(t *testing.T) {
 	cs := testutil.ContentStore(t)
 	recs := records(t, cs)
-	cfg := remotecache.Encode(append(recs, recs[0])) // a duplicate key is kept once
+	cfg := remotecache.Encode(append(recs, recs[0]), nil) // a duplicate key is kept once
 	if len(cfg.Layers) != 3 || len(cfg.Records) != 3 {
 		t.Fatalf("Encode: %d layers, %d records; want 3 and 3", len(cfg.Layers), len(cfg.Records))
 	}
@@ -135,32 +77,18 @@ func TestEncodeIsLinearAndRoundTrips(t *testing.T) {
 	}
 }
 
-// countingRegistry is an in-process registry that counts blob GETs.
-func countingRegistry(t *testing.T) (string, *atomic.Int64) {
-	var blobGets atomic.Int64
-	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
-			blobGets.Add(1)
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://"), &blobGets
-}
-
 func TestRegistryRoundTripIsLazy(t *testing.T) {
 	ctx := context.Background()
-	host, blobGets := countingRegistry(t)
+	host, blobGets := remotecachetest.CountingRegistry(t)
 	csA := testutil.ContentStore(t)
 	recs := records(t, csA)
 	ref := host + "/team/cache:main"
-	if err := remotecache.ToRegistry(ctx, &ggcrRemote{cs: csA}, csA, nil, ref, recs); err != nil {
+	if err := remotecache.ToRegistry(ctx, &remotecachetest.GGCRRemote{CS: csA}, csA, nil, ref, recs, nil); err != nil {
 		t.Fatal(err)
 	}
 
 	csB := testutil.ContentStore(t)
-	rB := &ggcrRemote{cs: csB}
+	rB := &remotecachetest.GGCRRemote{CS: csB}
 	im := remotecache.NewImporter(csB, nil)
 	before := blobGets.Load()
 	if err := im.AddRegistry(ctx, rB, ref); err != nil {
@@ -198,7 +126,7 @@ func TestRegistryRoundTripIsLazy(t *testing.T) {
 	if !csB.Has(l.Digest) || csB.Has(rec.Ref.Layers[0].Digest) {
 		t.Errorf("after FetchBlob: has fetched=%v, has other=%v; want true, false", csB.Has(l.Digest), csB.Has(rec.Ref.Layers[0].Digest))
 	}
-	if n := rB.downloads.Load(); n != 1 {
+	if n := rB.Downloads.Load(); n != 1 {
 		t.Errorf("%d layer downloads, want 1", n)
 	}
 }
@@ -209,10 +137,10 @@ func TestLocalRoundTripAndModes(t *testing.T) {
 	recs := records(t, csA)
 	dir := t.TempDir() + "/cache"
 	// A first export, then a second with fewer records: latest is replaced.
-	if err := remotecache.ToLocal(ctx, csA, nil, dir, recs); err != nil {
+	if err := remotecache.ToLocal(ctx, csA, nil, dir, recs, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := remotecache.ToLocal(ctx, csA, nil, dir, recs[:2]); err != nil {
+	if err := remotecache.ToLocal(ctx, csA, nil, dir, recs[:2], nil); err != nil {
 		t.Fatal(err)
 	}
 	csB := testutil.ContentStore(t)
@@ -244,18 +172,18 @@ func TestLocalRoundTripAndModes(t *testing.T) {
 
 func TestExportFetchesOnlyMissingBlobs(t *testing.T) {
 	ctx := context.Background()
-	host, _ := countingRegistry(t)
+	host, _ := remotecachetest.CountingRegistry(t)
 	csA := testutil.ContentStore(t)
 	recs := records(t, csA)
 	// Push the full cache once, then export from a store that has none of the layers:
 	// the registry has them all, so nothing may be fetched.
 	ref := host + "/team/cache:a"
-	if err := remotecache.ToRegistry(ctx, &ggcrRemote{cs: csA}, csA, nil, ref, recs); err != nil {
+	if err := remotecache.ToRegistry(ctx, &remotecachetest.GGCRRemote{CS: csA}, csA, nil, ref, recs, nil); err != nil {
 		t.Fatal(err)
 	}
 	csB := testutil.ContentStore(t)
 	f := &failFetcher{}
-	if err := remotecache.ToRegistry(ctx, &ggcrRemote{cs: csB}, csB, f, host+"/team/cache:a", recs); err != nil {
+	if err := remotecache.ToRegistry(ctx, &remotecachetest.GGCRRemote{CS: csB}, csB, f, host+"/team/cache:a", recs, nil); err != nil {
 		t.Fatal(err)
 	}
 	if f.calls.Load() != 0 {
@@ -263,8 +191,8 @@ func TestExportFetchesOnlyMissingBlobs(t *testing.T) {
 	}
 	// To a registry without them the blobs are needed: they are fetched through the
 	// fetcher (go-containerregistry's registry shares blobs across repositories).
-	other, _ := countingRegistry(t)
-	err := remotecache.ToRegistry(ctx, &ggcrRemote{cs: csB}, csB, f, other+"/team/cache:a", recs)
+	other, _ := remotecachetest.CountingRegistry(t)
+	err := remotecache.ToRegistry(ctx, &remotecachetest.GGCRRemote{CS: csB}, csB, f, other+"/team/cache:a", recs, nil)
 	if err == nil || f.calls.Load() == 0 {
 		t.Errorf("export to a new repository: err=%v, %d fetches; want the fetcher's error", err, f.calls.Load())
 	}

@@ -96,7 +96,7 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.StringArrayVar(&o.contexts, "build-context", nil, "named context: NAME=DIR | NAME=docker-image://REF | NAME=oci-layout://PATH[:TAG|@DIGEST]")
 	f.StringArrayVar(&o.labels, "label", nil, "image label KEY=VALUE (overrides the Dockerfile's)")
 	f.StringArrayVar(&o.platforms, "platform", nil, "target platform os/arch[/variant], comma-separated or repeated (default: this machine's, "+platform.Format(platform.Host())+"); several make a multi-platform index, and RUN for a foreign platform needs qemu-user-static")
-	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export the build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=min|max] | type=inline (in the image config)")
+	f.StringArrayVar(&o.cacheTo, "cache-to", nil, cacheToHelp)
 	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "import build cache, tried in order: type=registry,ref=REF | type=local,src=DIR | IMAGE (inline cache)")
 	return cmd
 }
@@ -204,7 +204,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 	// them from the cache that named them, or else from where the registry client
 	// saw them (base images).
 	imported := remotecache.NewImporter(st.content, reg)
-	if err := importCaches(ctx, imported, reg, cacheFrom, p); err != nil {
+	if err := importCaches(ctx, imported, reg, cacheFrom, st.cacheMounts(), p); err != nil {
 		return err
 	}
 	deps := ops.Deps{

@@ -5,12 +5,15 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
+	units "github.com/docker/go-units"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/cache/remotecache"
 	"github.com/builderdev/builder/internal/progress"
 	"github.com/builderdev/builder/internal/registry"
@@ -25,7 +28,19 @@ type cacheSpec struct {
 	Ref  string // registry: the cache manifest; inline (--cache-from): the image
 	Dir  string // local: dest (--cache-to) or src (--cache-from)
 	Max  bool   // mode=max
+	// Mounts (cache-mounts=true) exports the RUN --mount=type=cache directories the
+	// build used, each at most MountsMax bytes of files.
+	Mounts    bool
+	MountsMax int64
 }
+
+// defaultCacheMountsMax caps each exported cache mount unless cache-mounts-max-size says
+// otherwise: a cache of a gigabyte or more is usually cheaper to rebuild than to move.
+const defaultCacheMountsMax = 512 << 20
+
+// cacheToHelp is the --cache-to flag's help.
+const cacheToHelp = "export the build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=min|max] | type=inline (in the image config); " +
+	"registry and local take cache-mounts=true[,cache-mounts-max-size=512MB] to carry RUN --mount=type=cache contents too"
 
 // parseCacheSpec reads type=registry,ref=REF[,mode=min|max][,compression=gzip],
 // type=local,dest=DIR|src=DIR, type=inline; for --cache-from a value without "=" is an
@@ -45,7 +60,7 @@ func parseCacheSpec(spec string, to bool) (cacheSpec, error) {
 	if err != nil {
 		return cacheSpec{}, fmt.Errorf("%s %q: %w", flag, spec, err)
 	}
-	var c cacheSpec
+	c := cacheSpec{MountsMax: defaultCacheMountsMax}
 	for _, f := range fields {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
@@ -74,6 +89,19 @@ func parseCacheSpec(spec string, to bool) (cacheSpec, error) {
 			if v != "gzip" {
 				return cacheSpec{}, fmt.Errorf("%s %q: compression=%q: only gzip is supported for cache export", flag, spec, v)
 			}
+		case "cache-mounts", "cache-mounts-max-size":
+			if !to {
+				return cacheSpec{}, fmt.Errorf("%s %q: %s is for --cache-to", flag, spec, k)
+			}
+			if k == "cache-mounts" {
+				if c.Mounts, err = strconv.ParseBool(v); err != nil {
+					return cacheSpec{}, fmt.Errorf("%s %q: cache-mounts=%q: want true or false", flag, spec, v)
+				}
+				continue
+			}
+			if c.MountsMax, err = units.RAMInBytes(v); err != nil || c.MountsMax <= 0 {
+				return cacheSpec{}, fmt.Errorf("%s %q: cache-mounts-max-size=%q: want a size such as 100MB", flag, spec, v)
+			}
 		case "ignore-error", "oci-mediatypes", "image-manifest":
 			// buildx attributes that change nothing here: the cache is always an OCI
 			// image manifest, and export errors are warnings.
@@ -91,6 +119,9 @@ func parseCacheSpec(spec string, to bool) (cacheSpec, error) {
 			return cacheSpec{}, fmt.Errorf("%s %q: type=local needs %s=", flag, spec, map[bool]string{true: "dest", false: "src"}[to])
 		}
 	case "inline":
+		if c.Mounts {
+			return cacheSpec{}, fmt.Errorf("%s %q: cache-mounts needs type=registry or type=local", flag, spec)
+		}
 		if !to && c.Ref == "" {
 			return cacheSpec{}, fmt.Errorf("%s %q: type=inline needs ref=", flag, spec)
 		}
@@ -132,8 +163,10 @@ func (r cacheRemote) Push(ctx context.Context, ref string, img v1.Image) error {
 }
 
 // importCaches reads every --cache-from in order. A cache that cannot be read is a
-// warning: the build then runs the steps it would have reused.
-func importCaches(ctx context.Context, im *remotecache.Importer, reg *registry.Client, specs []cacheSpec, p *progress.Printer) error {
+// warning: the build then runs the steps it would have reused. Cache mounts the caches
+// carry are restored into mountRoot at once (eagerly: a RUN step binds the directory,
+// there is no cheap point to fetch it lazily), where the root has no such cache yet.
+func importCaches(ctx context.Context, im *remotecache.Importer, reg *registry.Client, specs []cacheSpec, mountRoot string, p *progress.Printer) error {
 	if len(specs) == 0 {
 		return nil
 	}
@@ -158,7 +191,97 @@ func importCaches(ctx context.Context, im *remotecache.Importer, reg *registry.C
 		}
 	}
 	p.Printf("importing cache: %d records", im.Len())
+	restoreCacheMounts(ctx, im, mountRoot, p)
 	return nil
+}
+
+// restoreCacheMounts extracts the imported cache mounts missing from root. A mount
+// that cannot be restored is a warning: the RUN step starts with an empty cache.
+func restoreCacheMounts(ctx context.Context, im *remotecache.Importer, root string, p *progress.Printer) {
+	n := 0
+	for _, m := range im.Mounts() {
+		created, err := ops.RestoreCacheMount(ctx, root, m.DirKey, func(dir string) error {
+			if err := ops.ExtractCacheMount(ctx, im.Content(), im, m.Layer, dir); err != nil {
+				return fmt.Errorf("extracting cache mount %q: %w", m.ID, err)
+			}
+			return nil
+		})
+		if err != nil {
+			p.Printf("warning: restoring cache mount %q: %v", m.ID, err)
+		}
+		if created {
+			n++
+		}
+	}
+	if len(im.Mounts()) > 0 {
+		p.Printf("importing cache: restored %d of %d cache mounts", n, len(im.Mounts()))
+	}
+}
+
+// cacheMountUse is a cache mount a build's RUN steps name.
+type cacheMountUse struct {
+	id, dirKey string
+}
+
+// usedCacheMounts are the cache mounts of every exec of the builds' graphs, once per
+// directory, with the directory key the exec op computes (id, and the seed result's
+// key for from=).
+func usedCacheMounts(builds []*platformBuild) []cacheMountUse {
+	var out []cacheMountUse
+	seen := map[string]bool{}
+	for _, b := range builds {
+		if b.out == nil {
+			continue
+		}
+		_ = llb.Walk(b.out, func(v *llb.Vertex) error {
+			op, ok := v.Op().(*llb.ExecOp)
+			if !ok {
+				return nil
+			}
+			for _, m := range op.Mounts {
+				if m.Type != llb.MountCache {
+					continue
+				}
+				id := m.CacheID
+				if id == "" {
+					id = m.Target
+				}
+				var seed digest.Digest
+				if m.Input != llb.NoInput {
+					seed = b.results[v.Inputs()[m.Input].Digest()].Key
+				}
+				key := ops.CacheMountKey(id, seed)
+				if !seen[key] {
+					seen[key] = true
+					out = append(out, cacheMountUse{id: id, dirKey: key})
+				}
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+// packCacheMounts stores the used cache mounts' contents as blobs. A mount over maxSize,
+// in exclusive use or unreadable is left out with a warning.
+func packCacheMounts(ctx context.Context, st *store, builds []*platformBuild, maxSize int64, p *progress.Printer) []remotecache.Mount {
+	var out []remotecache.Mount
+	for _, u := range usedCacheMounts(builds) {
+		var l cache.Layer
+		var packed bool
+		_, err := ops.ReadCacheMount(ctx, st.cacheMounts(), u.dirKey, func(dir string) error {
+			var err error
+			l, packed, err = ops.PackCacheMount(ctx, st.content, dir, maxSize)
+			return err
+		})
+		switch {
+		case err != nil:
+			p.Printf("warning: skipping cache mount %q: %v", u.id, err)
+		case packed:
+			out = append(out, remotecache.Mount{ID: u.id, DirKey: u.dirKey, Layer: l})
+		}
+	}
+	return out
 }
 
 // cacheRecords are the records --cache-to exports: with max every result of every
@@ -253,19 +376,29 @@ func fetchFinal(ctx context.Context, d ops.Deps, builds []*platformBuild, tagged
 
 // exportCaches writes every --cache-to but inline (which went into the image config).
 func exportCaches(ctx context.Context, st *store, reg *registry.Client, fetch remotecache.BlobFetcher, builds []*platformBuild, specs []cacheSpec, p *progress.Printer) error {
+	// Packed once per cap: several --cache-to usually share it.
+	packed := map[int64][]remotecache.Mount{}
 	for _, c := range specs {
 		if c.Type == "inline" {
 			continue
 		}
 		recs := cacheRecords(builds, c.Max)
+		var mounts []remotecache.Mount
+		if c.Mounts {
+			var ok bool
+			if mounts, ok = packed[c.MountsMax]; !ok {
+				mounts = packCacheMounts(ctx, st, builds, c.MountsMax, p)
+				packed[c.MountsMax] = mounts
+			}
+		}
 		var err error
 		switch c.Type {
 		case "registry":
-			p.Printf("exporting cache to %s (%d records)", c.Ref, len(recs))
-			err = remotecache.ToRegistry(ctx, cacheRemote{reg}, st.content, fetch, c.Ref, recs)
+			p.Printf("exporting cache to %s (%d records, %d cache mounts)", c.Ref, len(recs), len(mounts))
+			err = remotecache.ToRegistry(ctx, cacheRemote{reg}, st.content, fetch, c.Ref, recs, mounts)
 		case "local":
-			p.Printf("exporting cache to %s (%d records)", c.Dir, len(recs))
-			err = remotecache.ToLocal(ctx, st.content, fetch, c.Dir, recs)
+			p.Printf("exporting cache to %s (%d records, %d cache mounts)", c.Dir, len(recs), len(mounts))
+			err = remotecache.ToLocal(ctx, st.content, fetch, c.Dir, recs, mounts)
 		}
 		if err != nil {
 			return err

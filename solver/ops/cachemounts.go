@@ -154,3 +154,66 @@ func lockFile(ctx context.Context, path string, how int, wait bool) (*os.File, e
 		delay = min(2*delay, 100*time.Millisecond)
 	}
 }
+
+// ErrCacheMountBusy is returned by ReadCacheMount when a build uses the cache mount
+// alone (sharing=locked or private) right now.
+var ErrCacheMountBusy = errors.New("cache mount is in exclusive use")
+
+// CacheMountKey is the directory name under Deps.CacheMounts of the cache mount id,
+// seeded from the result with key seed ("" for none): the name a RUN step uses.
+func CacheMountKey(id string, seed digest.Digest) string { return cacheKey(id, seed) }
+
+// validCacheMountKey reports whether key can be a directory name made by cacheKey:
+// keys also come from imported caches, which must not name paths outside the root.
+func validCacheMountKey(key string) bool {
+	return digest.Canonical.Validate(key) == nil
+}
+
+// ReadCacheMount calls read with instance 0 of the cache mount dirKey under root (the
+// instance shared and locked users see) while holding its lock shared, so no exclusive
+// user changes it meanwhile; a shared user may, as in any build. ok is false when the
+// instance does not exist. It does not wait for an exclusive user: that is
+// ErrCacheMountBusy.
+func ReadCacheMount(ctx context.Context, root, dirKey string, read func(dir string) error) (ok bool, err error) {
+	if !validCacheMountKey(dirKey) {
+		return false, fmt.Errorf("invalid cache mount key %q", dirKey)
+	}
+	base := filepath.Join(root, dirKey)
+	dir := filepath.Join(base, "0")
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	lock, err := lockFile(ctx, filepath.Join(base, "0.lock"), unix.LOCK_SH, false)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return false, ErrCacheMountBusy
+	}
+	if err != nil {
+		return false, err
+	}
+	defer lock.Close()
+	if err := read(dir); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// RestoreCacheMount creates instance 0 of the cache mount dirKey under root through
+// fill, which gets an empty temporary directory renamed into place once fill returns;
+// a cache that exists already is never touched (created is false, fill not called).
+func RestoreCacheMount(ctx context.Context, root, dirKey string, fill func(dir string) error) (created bool, err error) {
+	if !validCacheMountKey(dirKey) {
+		return false, fmt.Errorf("invalid cache mount key %q", dirKey)
+	}
+	base := filepath.Join(root, dirKey)
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return false, fmt.Errorf("creating cache directory: %w", err)
+	}
+	err = ensureCacheInstance(ctx, base, filepath.Join(base, "0"), func(dir string) error {
+		created = true
+		return fill(dir)
+	})
+	if err != nil {
+		return false, err
+	}
+	return created, nil
+}

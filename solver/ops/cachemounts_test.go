@@ -129,3 +129,61 @@ func TestCacheKeySeed(t *testing.T) {
 		t.Error("two ids share a directory")
 	}
 }
+
+func TestCacheMountReadAndRestore(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	key := CacheMountKey("/cache", "")
+
+	// A missing cache is not read; restoring creates it once, and never again.
+	if ok, err := ReadCacheMount(ctx, root, key, func(string) error { return errors.New("called") }); ok || err != nil {
+		t.Fatalf("ReadCacheMount(missing) = %v, %v; want false, nil", ok, err)
+	}
+	created, err := RestoreCacheMount(ctx, root, key, func(dir string) error {
+		return os.WriteFile(filepath.Join(dir, "log"), []byte("A\n"), 0o644)
+	})
+	if err != nil || !created {
+		t.Fatalf("RestoreCacheMount(missing) = %v, %v; want true, nil", created, err)
+	}
+	created, err = RestoreCacheMount(ctx, root, key, func(dir string) error {
+		return os.WriteFile(filepath.Join(dir, "log"), []byte("B\n"), 0o644)
+	})
+	if err != nil || created {
+		t.Fatalf("RestoreCacheMount(existing) = %v, %v; want false, nil", created, err)
+	}
+	// The restored dir is what a RUN step's cache mount uses.
+	cd, err := acquireCacheDir(ctx, root, key, llb.SharingShared, func(string) error { return errors.New("created again") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dt, _ := os.ReadFile(filepath.Join(cd.path, "log")); string(dt) != "A\n" {
+		t.Errorf("cache mount holds %q, want the restored A", dt)
+	}
+	// A shared user does not block reading.
+	var got string
+	ok, err := ReadCacheMount(ctx, root, key, func(dir string) error {
+		dt, err := os.ReadFile(filepath.Join(dir, "log"))
+		got = string(dt)
+		return err
+	})
+	if !ok || err != nil || got != "A\n" {
+		t.Errorf("ReadCacheMount = %v, %v, %q; want true, nil, A", ok, err, got)
+	}
+	cd.release()
+
+	// An exclusive user makes it busy, without waiting.
+	cd, err = acquireCacheDir(ctx, root, key, llb.SharingLocked, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadCacheMount(ctx, root, key, func(string) error { return nil }); !errors.Is(err, ErrCacheMountBusy) {
+		t.Errorf("ReadCacheMount of a locked cache: %v, want ErrCacheMountBusy", err)
+	}
+	cd.release()
+
+	for _, bad := range []string{"../x", "", "0123"} {
+		if _, err := RestoreCacheMount(ctx, root, bad, func(string) error { return nil }); err == nil {
+			t.Errorf("RestoreCacheMount(%q) accepted an invalid key", bad)
+		}
+	}
+}
