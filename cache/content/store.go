@@ -207,8 +207,7 @@ func (s *Store) CleanIngests() error {
 		return err
 	}
 	for _, e := range ents {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d-", &pid); err == nil && proc.Alive(pid) {
+		if pid := proc.Owner(e.Name()); pid != 0 && proc.Alive(pid) {
 			continue
 		}
 		os.Remove(filepath.Join(s.root, "ingest", e.Name()))

@@ -205,18 +205,9 @@ func (s *Snapshotter) View(ctx context.Context, parents []string) (root string, 
 // processes (this one included) are left alone.
 func (s *Snapshotter) CleanStale(ctx context.Context) error {
 	base := filepath.Join(s.root, activeDir)
-	entries, err := os.ReadDir(base)
+	stale, err := proc.Stale(base)
 	if err != nil {
 		return fmt.Errorf("cleaning stale snapshots: %w", err)
-	}
-	var stale []string
-	for _, e := range entries {
-		pidStr, _, ok := strings.Cut(e.Name(), "-")
-		pid, err := strconv.Atoi(pidStr)
-		if !ok || err != nil || pid <= 0 || proc.Alive(pid) {
-			continue
-		}
-		stale = append(stale, filepath.Join(base, e.Name()))
 	}
 	if len(stale) == 0 {
 		return nil

@@ -10,13 +10,12 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/cache/snapshot"
 	"github.com/builderdev/builder/llb"
+	"github.com/builderdev/builder/solver/ops"
 	"github.com/builderdev/builder/worker"
-	"github.com/builderdev/builder/worker/diff"
 )
 
 // ExitCodeError makes the process exit with Code and print nothing more: the command
@@ -192,7 +191,9 @@ func parseVolume(v string) (worker.Mount, error) {
 // run runs spec over an overlay of ref's layers and the init layer; the overlay's upper
 // dir is discarded afterwards. A non-zero exit becomes an *ExitCodeError.
 func (s *store) run(ctx context.Context, ref cache.Ref, spec worker.ExecSpec) error {
-	if err := s.ensureSnapshots(ctx, ref.Layers); err != nil {
+	// Images loaded, imported or pulled without a build may have no snapshots yet:
+	// extract them the way a build realizes its inputs, checking each diff id.
+	if err := ops.Realize(ctx, ops.Deps{Content: s.content, Snapshots: s.snapshots}, ref); err != nil {
 		return err
 	}
 	a, err := s.snapshots.Prepare(ctx, ref.SnapshotIDs(), snapshot.WithInitLayer())
@@ -207,43 +208,4 @@ func (s *store) run(ctx context.Context, ref cache.Ref, spec worker.ExecSpec) er
 		return &ExitCodeError{Code: xe.Code}
 	}
 	return err
-}
-
-// ensureSnapshots extracts the layers that have no snapshot yet (images loaded,
-// imported or pulled without a build) from their blobs, exactly as a build extracts
-// a base image's layers, checking each diff id.
-func (s *store) ensureSnapshots(ctx context.Context, layers []cache.Layer) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(3)
-	seen := map[string]bool{}
-	for _, l := range layers {
-		id := cache.SnapshotID(l.DiffID)
-		if seen[id] || s.snapshots.Exists(id) {
-			continue
-		}
-		seen[id] = true
-		g.Go(func() error { return s.extractLayer(ctx, l) })
-	}
-	return g.Wait()
-}
-
-func (s *store) extractLayer(ctx context.Context, l cache.Layer) error {
-	f, err := s.content.Open(ctx, l.Digest)
-	if err != nil {
-		return fmt.Errorf("extracting layer %s: %w", l.Digest, err)
-	}
-	defer f.Close()
-	a, err := s.snapshots.Ingest(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.Discard(ctx)
-	got, err := diff.Apply(ctx, f, a.UpperDir())
-	if err != nil {
-		return fmt.Errorf("extracting layer %s: %w", l.Digest, err)
-	}
-	if got != l.DiffID {
-		return fmt.Errorf("layer %s: content has diff id %s, config says %s", l.Digest, got, l.DiffID)
-	}
-	return a.Commit(ctx, cache.SnapshotID(l.DiffID))
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	digest "github.com/opencontainers/go-digest"
 
 	"github.com/builderdev/builder/cache"
 )
@@ -52,20 +51,6 @@ func (c *Client) FetchBlob(ctx context.Context, l cache.Layer) error {
 		return fmt.Errorf("fetching blob %s: %w", l.Digest, ErrNoBlobSource)
 	}
 	return fmt.Errorf("fetching blob %s: %w", l.Digest, errors.Join(errs...))
-}
-
-// RememberBlobSources records that ref's repository holds the blobs ds, so FetchBlob
-// can find them later. Failures are ignored: the records are hints.
-func (c *Client) RememberBlobSources(ref string, ds ...digest.Digest) {
-	p, err := parse(ref)
-	if err != nil {
-		return
-	}
-	for _, d := range ds {
-		if h, err := v1.NewHash(d.String()); err == nil {
-			_ = c.rememberSource(p.name(), h)
-		}
-	}
 }
 
 // rememberLayerSources records p's repository as a holder of m's layers: resolving an

@@ -22,6 +22,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
+	"github.com/builderdev/builder/internal/proc"
 	"github.com/builderdev/builder/worker"
 )
 
@@ -286,9 +287,7 @@ func (e *Executor) CleanStale(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		pidStr, _, ok := strings.Cut(ent.Name(), "-")
-		pid, err := strconv.Atoi(pidStr)
-		if !ok || err != nil || pid <= 0 || processAlive(pid) {
+		if pid := proc.Owner(ent.Name()); pid == 0 || proc.Alive(pid) {
 			continue
 		}
 		c, err := libcontainer.Load(e.stateDir, ent.Name())
@@ -335,9 +334,4 @@ func killAndWait(ctx context.Context, c *libcontainer.Container) error {
 		}
 	}
 	return fmt.Errorf("killing stale sandbox %s: still running", c.ID())
-}
-
-func processAlive(pid int) bool {
-	err := unix.Kill(pid, 0)
-	return err == nil || errors.Is(err, unix.EPERM)
 }
