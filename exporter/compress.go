@@ -141,6 +141,46 @@ func NewConverter(cs *content.Store, dir string) (*Converter, error) {
 	return &Converter{cs: cs, dir: dir}, nil
 }
 
+// Conversion is one recorded conversion: the converted layer (zero when its record is
+// unreadable, so that it can still be forgotten) and the record's file.
+type Conversion struct {
+	Layer cache.Layer
+	path  string
+}
+
+// Recorded lists the recorded conversions, for disk-use accounting and prune.
+func (c *Converter) Recorded() ([]Conversion, error) {
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing conversion records: %w", err)
+	}
+	var out []Conversion
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(c.dir, e.Name())
+		dt, err := os.ReadFile(p)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		var l cache.Layer
+		if json.Unmarshal(dt, &l) != nil || l.Digest.Validate() != nil {
+			l = cache.Layer{}
+		}
+		out = append(out, Conversion{Layer: l, path: p})
+	}
+	return out, nil
+}
+
+// Forget removes conv's record (not its blob): a later Convert makes it again if needed.
+func (c *Converter) Forget(conv Conversion) error {
+	if err := os.Remove(conv.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing conversion record: %w", err)
+	}
+	return nil
+}
+
 // Layers converts every layer with Convert, two at a time (the compressors use
 // several cores themselves).
 func (c *Converter) Layers(ctx context.Context, layers []cache.Layer, want Compress) ([]cache.Layer, error) {

@@ -379,3 +379,30 @@ func checkLayers(t *testing.T, img v1.Image) {
 		}
 	}
 }
+
+func TestRecordedAndForget(t *testing.T) {
+	t.Parallel()
+	cs := testutil.ContentStore(t)
+	conv, err := exporter.NewConverter(cs, filepath.Join(t.TempDir(), "converted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := exportertest.Layer(t, cs, map[string]string{"a": "a\n"})
+	got, err := conv.Convert(t.Context(), l, exporter.Compress{Type: exporter.Zstd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := conv.Recorded()
+	if err != nil || len(recs) != 1 || recs[0].Layer != got {
+		t.Fatalf("Recorded = %+v, %v; want the one conversion %+v", recs, err, got)
+	}
+	if err := conv.Forget(recs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := conv.Recorded(); err != nil || len(recs) != 0 {
+		t.Fatalf("Recorded after Forget = %+v, %v", recs, err)
+	}
+	if !cs.Has(got.Digest) {
+		t.Fatal("Forget removed the converted blob; only the record should go")
+	}
+}

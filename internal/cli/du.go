@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
-	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/exporter/imagestore"
 )
 
@@ -211,11 +209,11 @@ func (s *store) attribute(ctx context.Context, u *diskUsage, sizes map[string]in
 			kinds[l.Digest] = "layer"
 		}
 	}
-	if ents, err := os.ReadDir(filepath.Join(s.root, "converted")); err == nil {
-		for _, e := range ents {
-			var l cache.Layer
-			if dt, err := os.ReadFile(filepath.Join(s.root, "converted", e.Name())); err == nil && json.Unmarshal(dt, &l) == nil {
-				kinds[l.Digest] = "converted layer"
+	if conv, err := s.converter(); err == nil {
+		convs, _ := conv.Recorded()
+		for _, c := range convs {
+			if c.Layer.Digest != "" {
+				kinds[c.Layer.Digest] = "converted layer"
 			}
 		}
 	}

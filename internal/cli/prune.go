@@ -19,6 +19,7 @@ import (
 
 	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/cache/gc"
+	"github.com/builderdev/builder/exporter"
 )
 
 type pruneOptions struct {
@@ -161,14 +162,7 @@ type storeUse struct {
 	// image are the blobs and diff ids images in the store use; pinned adds the
 	// remembered registry resolutions (base images).
 	image, pinned map[digest.Digest]bool
-	converted     []convertedRecord
-}
-
-// convertedRecord is one of the exporter's records of a layer converted to another
-// compression.
-type convertedRecord struct {
-	path  string
-	layer cache.Layer
+	converted     []exporter.Conversion
 }
 
 func (s *store) use(ctx context.Context, measure bool) (*storeUse, error) {
@@ -197,25 +191,12 @@ func (s *store) use(ctx context.Context, measure bool) (*storeUse, error) {
 	for d := range u.image {
 		u.pinned[d] = true
 	}
-	dir := filepath.Join(s.root, "converted")
-	ents, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("listing converted layers: %w", err)
+	conv, err := s.converter()
+	if err != nil {
+		return nil, err
 	}
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".json") {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		dt, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		var l cache.Layer
-		if json.Unmarshal(dt, &l) != nil || l.Digest.Validate() != nil {
-			l = cache.Layer{}
-		}
-		u.converted = append(u.converted, convertedRecord{path: p, layer: l})
+	if u.converted, err = conv.Recorded(); err != nil {
+		return nil, err
 	}
 	return u, nil
 }
@@ -237,7 +218,7 @@ func (u *storeUse) layerSize(diffID digest.Digest) int64 {
 		}
 	}
 	for _, c := range u.converted {
-		add(c.layer)
+		add(c.Layer)
 	}
 	return n
 }
@@ -315,13 +296,17 @@ func (s *store) removeRecords(ctx context.Context, u *storeUse, keys []digest.Di
 			used[l.Digest], used[l.DiffID] = true, true
 		}
 	}
+	conv, err := s.converter()
+	if err != nil {
+		return res, err
+	}
 	for _, c := range u.converted {
-		if c.layer.Digest != "" && used[c.layer.DiffID] && !all && s.content.Has(c.layer.Digest) {
-			used[c.layer.Digest] = true
+		if c.Layer.Digest != "" && used[c.Layer.DiffID] && !all && s.content.Has(c.Layer.Digest) {
+			used[c.Layer.Digest] = true
 			continue
 		}
-		if err := os.Remove(c.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("removing converted layer record: %w", err))
+		if err := conv.Forget(c); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		res.converted++

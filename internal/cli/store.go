@@ -10,6 +10,7 @@ import (
 	"github.com/builderdev/builder/cache/content"
 	"github.com/builderdev/builder/cache/gc"
 	"github.com/builderdev/builder/cache/snapshot"
+	"github.com/builderdev/builder/exporter"
 	"github.com/builderdev/builder/exporter/imagestore"
 	"github.com/builderdev/builder/internal/proc"
 	"github.com/builderdev/builder/internal/registry"
@@ -100,6 +101,11 @@ const statCacheEntries = 200_000
 // statCache returns the root's persistent stat cache of context files.
 func (s *store) statCache() *fscopy.FileStatCache {
 	return fscopy.OpenFileStatCache(filepath.Join(s.root, "statcache"), statCacheEntries)
+}
+
+// converter remembers layers converted to other compressions, under root/converted.
+func (s *store) converter() (*exporter.Converter, error) {
+	return exporter.NewConverter(s.content, filepath.Join(s.root, "converted"))
 }
 
 // cacheMounts is where RUN --mount=type=cache directories live between builds.
