@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,7 +22,6 @@ import (
 
 	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/cache/remotecache"
-	"github.com/builderdev/builder/exporter"
 	"github.com/builderdev/builder/frontend/dockerfile"
 	"github.com/builderdev/builder/frontend/platform"
 	"github.com/builderdev/builder/internal/progress"
@@ -251,7 +251,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 			}
 		}
 	}
-	conv, err := exporter.NewConverter(st.content, filepath.Join(st.root, "converted"))
+	conv, err := st.converter()
 	if err != nil {
 		return err
 	}
@@ -276,9 +276,13 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 		p.Printf("no -t and no --output given: the result is only in the build cache")
 	}
 	// Best effort: a store over its keep-storage limit is trimmed, least recently used
-	// records first; it never fails the build.
-	if err := st.autoGC(ctx, g.gcKeepStorage, stderr); err != nil {
-		p.Printf("warning: %v", err)
+	// records first; it never fails the build. A build that ran no step stored no
+	// layer, so it skips even autoGC's cheap check (a stat per blob) and a no-op
+	// rebuild stays cheap on a large store.
+	if slices.ContainsFunc(builds, (*platformBuild).madeLayers) {
+		if err := st.autoGC(ctx, g.gcKeepStorage, stderr); err != nil {
+			p.Printf("warning: %v", err)
+		}
 	}
 	return nil
 }
@@ -392,6 +396,25 @@ func (b *platformBuild) solve(ctx context.Context, slv *solver.Solver) error {
 	}
 	b.cfg = cfg
 	return nil
+}
+
+// madeLayers reports whether the solve ran a step that can have stored a layer (an
+// exec or file op that was not a cache hit).
+func (b *platformBuild) madeLayers() bool {
+	made := false
+	if b.out == nil {
+		return false
+	}
+	_ = llb.Walk(b.out, func(v *llb.Vertex) error {
+		switch v.Op().(type) {
+		case *llb.ExecOp, *llb.FileOp:
+			if r, ok := b.results[v.Digest()]; ok && !r.Cached {
+				made = true
+			}
+		}
+		return nil
+	})
+	return made
 }
 
 // imageConfig completes the frontend's config: history entries of steps that changed
