@@ -133,11 +133,9 @@ type Converter struct {
 	conversions atomic.Int64
 }
 
-// NewConverter returns a converter that keeps its records in dir (created if needed).
+// NewConverter returns a converter that keeps its records in dir, created with the
+// first record: read-only users (du, prune) leave no trace.
 func NewConverter(cs *content.Store, dir string) (*Converter, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating conversion records: %w", err)
-	}
 	return &Converter{cs: cs, dir: dir}, nil
 }
 
@@ -151,6 +149,9 @@ type Conversion struct {
 // Recorded lists the recorded conversions, for disk-use accounting and prune.
 func (c *Converter) Recorded() ([]Conversion, error) {
 	ents, err := os.ReadDir(c.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing conversion records: %w", err)
 	}
@@ -238,6 +239,9 @@ func (c *Converter) Convert(ctx context.Context, l cache.Layer, want Compress) (
 	dt, err := json.Marshal(got)
 	if err != nil {
 		return cache.Layer{}, err
+	}
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return cache.Layer{}, fmt.Errorf("recording conversion of layer %s: %w", l.Digest, err)
 	}
 	if err := cache.WriteFileAtomic(rec, dt); err != nil {
 		return cache.Layer{}, fmt.Errorf("recording conversion of layer %s: %w", l.Digest, err)
