@@ -101,11 +101,20 @@ func New(resolve ResolveFunc, index Index, opts ...Option) (*Solver, error) {
 	return s, nil
 }
 
-// Solve runs the graph below out and returns the result of every vertex it reached,
-// by digest (the caller needs inner results, e.g. to tell which steps added a layer).
-func (s *Solver) Solve(ctx context.Context, out *llb.Vertex) (map[digest.Digest]Result, error) {
+// Solve runs the graphs below outs together and returns the result of every vertex it
+// reached, by digest (the caller needs inner results, e.g. to tell which steps added a
+// layer). A vertex several outputs share (one platform's builder stage used by every
+// target platform) runs once, and the parallelism limit covers them all.
+func (s *Solver) Solve(ctx context.Context, outs ...*llb.Vertex) (map[digest.Digest]Result, error) {
 	j := &job{s: s, sem: semaphore.NewWeighted(s.limit), states: map[digest.Digest]*state{}}
-	if _, err := j.get(ctx, out); err != nil {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, out := range outs {
+		g.Go(func() error {
+			_, err := j.get(gctx, out)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	res := make(map[digest.Digest]Result, len(j.states))

@@ -195,6 +195,38 @@ func TestDefaultParallelismRunsFourStagesTogether(t *testing.T) {
 	}
 }
 
+func TestSolveSharesVerticesAcrossOutputs(t *testing.T) {
+	t.Parallel()
+	// Two platforms' graphs that share a builder stage: solved together, each shared
+	// vertex runs once however many outputs reach it, with --no-cache too.
+	f := &fakeOps{hold: 20 * time.Millisecond}
+	s, err := New(f.resolve, newMemIndex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := mustRun(t, mustImage(t), "build tool")
+	var outs []*llb.Vertex
+	for _, p := range []string{"amd64", "arm64"} {
+		out := mustRun(t, shared, "use tool for "+p)
+		outs = append(outs, out.Vertex())
+	}
+	res, err := s.Solve(t.Context(), outs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count(shared.Vertex()); n != 1 {
+		t.Errorf("the shared step ran %d times, want 1", n)
+	}
+	if n := f.count(shared.Vertex().Inputs()[0]); n != 1 {
+		t.Errorf("the shared base ran %d times, want 1", n)
+	}
+	for _, out := range outs {
+		if f.count(out) != 1 || len(res[out.Digest()].Ref.Layers) == 0 {
+			t.Errorf("output %s: ran %d times, result %+v", out.Digest(), f.count(out), res[out.Digest()])
+		}
+	}
+}
+
 func TestSecondSolveHitsCache(t *testing.T) {
 	t.Parallel()
 	idx := newMemIndex()

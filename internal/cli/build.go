@@ -18,7 +18,6 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/cache/remotecache"
@@ -220,23 +219,27 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, stdin io.R
 		StatCache:   stats,
 		Blobs:       imported,
 	}
-	resolve := ops.Resolver(deps)
-	if len(builds) > 1 {
-		resolve = (&sharedOps{}).wrap(resolve)
-	}
-	slv, err := solver.New(resolve, imported.Index(st.index), solver.WithProgress(p))
+	slv, err := solver.New(ops.Resolver(deps), imported.Index(st.index), solver.WithProgress(p))
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	// One solve per platform, at once: the graphs differ (base image digests, TARGET*
-	// args) except for stages on $BUILDPLATFORM, which sharedOps runs once.
-	eg, ectx := errgroup.WithContext(ctx)
+	// Every platform in one solve: the graphs differ (base image digests, TARGET*
+	// args) except for stages on $BUILDPLATFORM, which the solver then runs once.
+	var outs []*llb.Vertex
 	for _, b := range builds {
-		eg.Go(func() error { return b.solve(ectx, slv) })
+		if b.out != nil {
+			outs = append(outs, b.out)
+		}
 	}
-	if err := eg.Wait(); err != nil {
+	results, err := slv.Solve(ctx, outs...)
+	if err != nil {
 		return withSource(err, src)
+	}
+	for _, b := range builds {
+		if err := b.solved(results); err != nil {
+			return err
+		}
 	}
 	if err := fetchFinal(ctx, deps, builds, len(o.tags) > 0, outputs); err != nil {
 		return err
@@ -379,14 +382,10 @@ func printLLB(w io.Writer, builds []*platformBuild) error {
 	return enc.Encode(defs)
 }
 
-// solve runs b's graph and completes its image config.
-func (b *platformBuild) solve(ctx context.Context, slv *solver.Solver) error {
-	results := map[digest.Digest]solver.Result{}
+// solved takes the build's results from those of the whole solve (every platform's
+// vertices, by digest) and completes its image config.
+func (b *platformBuild) solved(results map[digest.Digest]solver.Result) error {
 	if b.out != nil {
-		var err error
-		if results, err = slv.Solve(ctx, b.out); err != nil {
-			return err
-		}
 		b.final = results[b.out.Digest()].Ref
 	}
 	b.results = results

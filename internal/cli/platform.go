@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -21,7 +20,6 @@ import (
 	"github.com/builderdev/builder/frontend/dockerfile"
 	"github.com/builderdev/builder/frontend/platform"
 	"github.com/builderdev/builder/llb"
-	"github.com/builderdev/builder/solver"
 	"github.com/builderdev/builder/worker/emulation"
 )
 
@@ -130,66 +128,6 @@ func line(v *llb.Vertex) int {
 		return l.StartLine
 	}
 	return int(^uint(0) >> 1)
-}
-
-// sharedOps makes concurrent solves (one per platform) run each op once: the stages
-// platforms share, such as a builder stage on $BUILDPLATFORM, lower to the same
-// vertices with the same inputs, and the solver only deduplicates within one solve.
-// A later solve finds the result in the cache index anyway; this covers the solves
-// running at the same time, and --no-cache.
-type sharedOps struct {
-	mu    sync.Mutex
-	calls map[string]*sharedCall
-}
-
-type sharedCall struct {
-	done chan struct{}
-	ref  cache.Ref
-	err  error
-}
-
-func (s *sharedOps) wrap(next solver.ResolveFunc) solver.ResolveFunc {
-	return func(v *llb.Vertex) (solver.Op, error) {
-		op, err := next(v)
-		if err != nil {
-			return nil, err
-		}
-		return &sharedOp{Op: op, v: v, s: s}, nil
-	}
-}
-
-type sharedOp struct {
-	solver.Op
-	v *llb.Vertex
-	s *sharedOps
-}
-
-func (o *sharedOp) Exec(ctx context.Context, inputs []solver.Result, logs io.Writer) (cache.Ref, error) {
-	key := o.v.Digest().String()
-	for _, in := range inputs {
-		key += " " + in.Key.String()
-	}
-	o.s.mu.Lock()
-	if o.s.calls == nil {
-		o.s.calls = map[string]*sharedCall{}
-	}
-	c, running := o.s.calls[key]
-	if !running {
-		c = &sharedCall{done: make(chan struct{})}
-		o.s.calls[key] = c
-	}
-	o.s.mu.Unlock()
-	if running {
-		select {
-		case <-c.done:
-			return c.ref, c.err
-		case <-ctx.Done():
-			return cache.Ref{}, context.Cause(ctx)
-		}
-	}
-	c.ref, c.err = o.Op.Exec(ctx, inputs, logs)
-	close(c.done)
-	return c.ref, c.err
 }
 
 // platformTar writes one tar holding each platform's filesystem under its own

@@ -3,26 +3,18 @@ package cli
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
-	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/builderdev/builder/cache"
 	"github.com/builderdev/builder/frontend/dockerfile"
 	"github.com/builderdev/builder/frontend/platform"
-	"github.com/builderdev/builder/llb"
-	"github.com/builderdev/builder/solver"
 	"github.com/builderdev/builder/worker/emulation"
 )
 
@@ -163,58 +155,6 @@ func TestCheckEmulation(t *testing.T) {
 				t.Errorf("withSource shows no excerpt:\n%v", se)
 			}
 		})
-	}
-}
-
-// countingOp is a solver.Op that counts its runs and takes a while, so concurrent
-// callers overlap.
-type countingOp struct{ runs *atomic.Int32 }
-
-func (countingOp) CacheKey(context.Context, []solver.Result) (digest.Digest, error) { return "", nil }
-func (o countingOp) Exec(ctx context.Context, _ []solver.Result, _ io.Writer) (cache.Ref, error) {
-	o.runs.Add(1)
-	time.Sleep(20 * time.Millisecond)
-	return cache.Ref{Layers: []cache.Layer{{DiffID: digest.FromString("x")}}}, nil
-}
-
-func TestSharedOps(t *testing.T) {
-	t.Parallel()
-	var runs atomic.Int32
-	resolve := (&sharedOps{}).wrap(func(*llb.Vertex) (solver.Op, error) { return countingOp{&runs}, nil })
-	a, err := llb.Image("docker.io/library/a@"+digest.FromString("a").String(), llb.Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := llb.Image("docker.io/library/b@"+digest.FromString("b").String(), llb.Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	refs := make([]cache.Ref, 6)
-	for i := range refs {
-		v := a.Vertex()
-		if i%2 == 1 {
-			v = b.Vertex()
-		}
-		wg.Go(func() {
-			op, err := resolve(v)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if refs[i], err = op.Exec(t.Context(), nil, io.Discard); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if n := runs.Load(); n != 2 {
-		t.Errorf("ops ran %d times, want 2 (once per vertex)", n)
-	}
-	for i, r := range refs {
-		if len(r.Layers) != 1 {
-			t.Errorf("caller %d got %+v", i, r)
-		}
 	}
 }
 
