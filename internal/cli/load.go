@@ -458,9 +458,9 @@ func (s *store) loadOCI(ctx context.Context, a *archive) ([]string, error) {
 			if err := json.Unmarshal(raw, &child); err != nil {
 				return nil, fmt.Errorf("loading: decoding index %s: %w", desc.Digest, err)
 			}
-			next, ok := pickPlatform(child.Manifests, want)
-			if !ok {
-				return nil, fmt.Errorf("loading: index %s has no image for %s", desc.Digest, want.String())
+			next, err := registry.SelectPlatform(child.Manifests, want)
+			if err != nil {
+				return nil, fmt.Errorf("loading: index %s: %w", desc.Digest, err)
 			}
 			desc = next
 			if raw, err = blob(desc.Digest); err != nil {
@@ -525,20 +525,6 @@ func isIndex(mt types.MediaType, raw []byte) bool {
 		Manifests json.RawMessage `json:"manifests"`
 	}
 	return json.Unmarshal(raw, &probe) == nil && probe.Manifests != nil
-}
-
-// pickPlatform returns the first image manifest for want; an index with one entry and
-// no platform gives that entry.
-func pickPlatform(ds []v1.Descriptor, want v1.Platform) (v1.Descriptor, bool) {
-	for _, d := range ds {
-		if d.Platform != nil && d.Platform.Satisfies(want) {
-			return d, true
-		}
-	}
-	if len(ds) == 1 && ds[0].Platform == nil {
-		return ds[0], true
-	}
-	return v1.Descriptor{}, false
 }
 
 // ociNames is the name an index entry carries: containerd's full-name annotation, or

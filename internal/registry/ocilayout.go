@@ -183,26 +183,12 @@ func openOCILayout(dir, tag string, dgst v1.Hash, want v1.Platform) (*OCILayoutI
 		if depth == maxIndexDepth {
 			return nil, fmt.Errorf("index %s: more than %d nested indexes", top, maxIndexDepth)
 		}
-		desc, err := selectImage(raw, want)
+		desc, err := selectPlatform(raw, want)
 		if err != nil {
 			return nil, fmt.Errorf("index %s: %w", h, err)
 		}
 		h = desc.Digest
 	}
-}
-
-// selectImage picks want's image from an index, or follows the index's only nested
-// index (docker buildx's layouts wrap the image index in a one-entry index.json-like
-// index).
-func selectImage(raw []byte, want v1.Platform) (v1.Descriptor, error) {
-	var idx v1.IndexManifest
-	if err := json.Unmarshal(raw, &idx); err != nil {
-		return v1.Descriptor{}, fmt.Errorf("decoding index: %w", err)
-	}
-	if len(idx.Manifests) == 1 && idx.Manifests[0].MediaType.IsIndex() {
-		return idx.Manifests[0], nil
-	}
-	return selectPlatform(raw, want)
 }
 
 // verifiedBlob reads a small blob (manifest, index, config) and checks its digest:

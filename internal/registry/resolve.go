@@ -320,14 +320,22 @@ func probe(raw []byte) (manifestKind, error) {
 	return 0, fmt.Errorf("unsupported manifest media type %q", m.MediaType)
 }
 
-// selectPlatform returns the first image in the index raw that satisfies want.
+// selectPlatform picks want's entry from the index raw (see SelectPlatform).
 func selectPlatform(raw []byte, want v1.Platform) (v1.Descriptor, error) {
 	var idx v1.IndexManifest
 	if err := json.Unmarshal(raw, &idx); err != nil {
 		return v1.Descriptor{}, fmt.Errorf("decoding index: %w", err)
 	}
+	return SelectPlatform(idx.Manifests, want)
+}
+
+// SelectPlatform returns the entry of an index for want: the first image whose
+// platform satisfies it, or else the only entry when it names no platform (buildx
+// wraps a multi-platform image's index in a one-entry index, and single-image layouts
+// often omit the platform).
+func SelectPlatform(ms []v1.Descriptor, want v1.Platform) (v1.Descriptor, error) {
 	var have []string
-	for _, m := range idx.Manifests {
+	for _, m := range ms {
 		if m.Platform == nil {
 			continue
 		}
@@ -338,6 +346,9 @@ func selectPlatform(raw []byte, want v1.Platform) (v1.Descriptor, error) {
 		if m.Platform.OS != "unknown" {
 			have = append(have, m.Platform.String())
 		}
+	}
+	if len(ms) == 1 && ms[0].Platform == nil {
+		return ms[0], nil
 	}
 	return v1.Descriptor{}, fmt.Errorf("no image for platform %s (the index has %s)", want.String(), orNone(have))
 }
